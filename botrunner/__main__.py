@@ -1,0 +1,3 @@
+from botrunner.cli import main
+
+main()
