@@ -1,0 +1,243 @@
+"""`botrunner chat BOT.yaml`: the bot in a terminal, or line by line over a pipe.
+
+Interactive when stdin is a terminal (streamed replies, slash commands, Ctrl-C cancels the
+reply in progress, Ctrl-D exits); otherwise each input line is one message and each reply one
+block of stdout, with errors on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from botrunner.events import Done, Error, TextDelta, ToolCall, ToolResult
+from botrunner.livebot import Change, LiveBots
+from botrunner.problems import format_text
+
+HELP = """Commands:
+  /reset    forget this conversation and start again
+  /history  show the stored conversation
+  /help     show this help
+  /exit     leave (Ctrl-D works too)
+Ctrl-C stops the reply in progress; the conversation is kept."""
+
+
+def run(
+    path: Path,
+    *,
+    session: str | None,
+    variables: Mapping[str, str],
+    db: Path,
+    reload: bool,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    chat = Chat(path, session, variables, db, reload, stdin or sys.stdin, stdout or sys.stdout)
+    return asyncio.run(chat.main())
+
+
+class Chat:
+    def __init__(
+        self,
+        path: Path,
+        session: str | None,
+        variables: Mapping[str, str],
+        db: Path,
+        reload: bool,
+        stdin: TextIO,
+        stdout: TextIO,
+    ) -> None:
+        self.live = LiveBots(path)
+        self.session = session or uuid.uuid4().hex[:8]
+        self.resumed = session is not None
+        self.variables = dict(variables)
+        self.db, self.reload = db, reload
+        self.stdin, self.out = stdin, stdout
+        self.interactive = stdin.isatty()
+        self.failed = False
+        self.reply: asyncio.Task[None] | None = None
+
+    def err(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    async def main(self) -> int:
+        from botrunner.engine import Engine
+        from botrunner.providers.base import ProviderError
+        from botrunner.store import open_store
+
+        problems = self.live.load_all()
+        if problems:
+            self.err(format_text(problems))
+        if self.live.errors or not self.live.bots:
+            return 1
+        bot = self.live.only()
+        unknown = set(self.variables) - set(bot.variables)
+        if unknown:
+            self.err(
+                f"error: --var {sorted(unknown)[0]}: {bot.path} declares no such variable; "
+                f"add it under `variables:` with a default (known: {', '.join(bot.variables) or 'none'})"
+            )
+            return 2
+        self.db.parent.mkdir(parents=True, exist_ok=True)
+        store = await open_store(self.db)
+        self.engine = Engine(store)
+        try:
+            self.engine.check(bot)
+        except ProviderError as exc:
+            self.err(f"error: {exc.message}")
+            await store.close()
+            return 1
+        watcher = asyncio.create_task(self.live.watch(self.on_change)) if self.reload else None
+        try:
+            await self.loop()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await self.engine.aclose()
+            await store.close()
+        return 1 if self.failed else 0
+
+    def on_change(self, change: Change) -> None:
+        if change.problems:
+            self.err(format_text(list(change.problems)))
+            self.err("The previous version of the bot keeps running; fix the file and save again.")
+        elif change.bot is not None:
+            self.err(f"[reloaded {change.path.name}: version {change.bot.version}]")
+
+    def key(self):
+        from botrunner.store.base import ConversationKey
+
+        return ConversationKey(self.live.only().name, "local:" + getpass.getuser(), self.session)
+
+    async def loop(self) -> None:
+        lines = _LineReader(self.stdin, "you> " if self.interactive else "")
+        bot = self.live.only()
+        if self.interactive:
+            print(f"{bot.name}: {bot.description}".rstrip(": "), file=self.out)
+            print("Type /help for commands. Ctrl-D to exit.", file=self.out)
+            if bot.greeting and not self.resumed:
+                print(f"\n{bot.greeting}\n", file=self.out, flush=True)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self.interrupt)
+        while True:
+            line = await lines.next()
+            if line is None:
+                return
+            text = line.rstrip("\n")
+            if self.interactive and text.startswith("/"):
+                if await self.command(text.strip()):
+                    return
+                continue
+            if self.interactive and not text.strip():
+                continue
+            self.reply = asyncio.create_task(self.answer(text))
+            try:
+                await self.reply
+            except asyncio.CancelledError:
+                print("\n[stopped]", file=self.out, flush=True)
+            finally:
+                self.reply = None
+
+    def interrupt(self) -> None:
+        if self.reply is not None and not self.reply.done():
+            self.reply.cancel()
+        else:
+            print("\n(Type /exit or press Ctrl-D to leave.)", file=self.out, flush=True)
+
+    async def answer(self, text: str) -> None:
+        bot = self.live.only()
+        if self.interactive:
+            print("bot> ", end="", file=self.out, flush=True)
+        wrote = False
+        async for event in self.engine.turn(bot, self.key(), text, variables=self.variables):
+            if isinstance(event, TextDelta):
+                self.out.write(event.text)
+                self.out.flush()
+                wrote = True
+            elif isinstance(event, ToolCall) and self.interactive:
+                print(f"\n  [tool {event.name}]", file=self.out, flush=True)
+            elif isinstance(event, ToolResult) and self.interactive and event.is_error:
+                print(f"  [tool {event.name} failed]", file=self.out, flush=True)
+            elif isinstance(event, Error):
+                self.failed = not self.interactive
+                if wrote:
+                    print(file=self.out, flush=True)
+                self.err(f"error: {event.message}")
+                return
+            elif isinstance(event, Done):
+                print("\n" if self.interactive else "", file=self.out, flush=True)
+
+    async def command(self, text: str) -> bool:
+        name = text.split()[0].lower()
+        if name in ("/exit", "/quit"):
+            return True
+        if name == "/help":
+            print(HELP, file=self.out)
+        elif name == "/reset":
+            await self.engine.store.delete(self.key())
+            print("[conversation forgotten: starting again]", file=self.out)
+        elif name == "/history":
+            for message in await self.engine.store.history(self.key()):
+                print(_describe(message), file=self.out)
+        else:
+            print(f"Unknown command {name}. Type /help to see the commands.", file=self.out)
+        self.out.flush()
+        return False
+
+
+def _describe(message) -> str:
+    parts = []
+    for block in message.content:
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(block["text"])
+        elif kind == "tool_use":
+            parts.append(f"[calls {block['name']}]")
+        elif kind == "tool_result":
+            parts.append("[tool result]")
+    note = "" if message.status == "ok" else f" ({message.status})"
+    who = "you" if message.role == "user" else "bot"
+    return f"{who}{note}> " + " ".join(parts)
+
+
+class _LineReader:
+    """Reads lines on a daemon thread so the event loop (and hot reload) keeps running, and so
+    a pending read never blocks interpreter exit."""
+
+    def __init__(self, stream: TextIO, prompt: str) -> None:
+        self.stream, self.prompt = stream, prompt
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.wanted = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    async def next(self) -> str | None:
+        self.wanted.set()
+        return await self.queue.get()
+
+    def _read(self) -> None:
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            try:
+                if self.prompt:
+                    line = input(self.prompt)
+                    line += "\n"
+                else:
+                    line = self.stream.readline() or None
+            except EOFError:
+                line = None
+            if line is None and self.prompt:
+                print(file=sys.stdout)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, line)
+            if line is None:
+                return

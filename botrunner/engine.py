@@ -1,0 +1,288 @@
+"""The conversation engine: (bot, conversation, user message) -> a stream of typed events.
+
+A turn is split in two so transports can answer bad input with a plain error before they
+start streaming: `Engine.prepare` checks the message, the limits and the provider, and stores
+the user's message (from then on it is acknowledged); `PreparedTurn.events` talks to the
+model, runs tools and stores every message of the turn as it completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from botrunner.bot import Bot
+from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
+from botrunner.limits import Limiter
+from botrunner.memory import get_strategy
+from botrunner.providers import get_provider
+from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
+from botrunner.store.base import Conversation, ConversationKey, ConversationStore, LimitStore
+from botrunner.tools import ToolOutcome, ToolRunner
+from botrunner.turnlog import TurnRecord, log_turn
+
+# Control characters other than tab and newline (CR is normalised to newline first).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+SUMMARY_INSTRUCTIONS = (
+    "Summarise the conversation below for your own future reference: keep names, facts, "
+    "decisions, open questions and the user's preferences; drop small talk. Write at most "
+    "200 words of plain prose."
+)
+
+
+class InputError(Exception):
+    """The user's message can't be accepted; nothing was stored. Carries a stable `code`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def clean_message(text: str, max_chars: int) -> str:
+    """Strip control characters; refuse empty and over-long messages (never cut them)."""
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not text.strip():
+        raise InputError("empty_message", "The message is empty: type something to send.")
+    if len(text) > max_chars:
+        raise InputError(
+            "message_too_long",
+            f"The message is {len(text)} characters long; this bot accepts at most "
+            f"{max_chars}. Shorten it or split it into several messages.",
+        )
+    return text
+
+
+class Engine:
+    """Shared by every transport. Owns the tool runner and background work (summaries)."""
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        limits: LimitStore | None = None,
+        *,
+        tools: ToolRunner | None = None,
+    ) -> None:
+        self.store = store
+        self.limiter = Limiter(limits if limits is not None else store)  # type: ignore[arg-type]
+        self.tools = tools or ToolRunner()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def check(self, bot: Bot) -> None:
+        """Raise ProviderError('config') when the bot can't reach its model at all."""
+        get_provider(bot).check()
+
+    async def prepare(
+        self,
+        bot: Bot,
+        key: ConversationKey,
+        message: str,
+        *,
+        user: Mapping[str, Any] | None = None,
+        variables: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> PreparedTurn:
+        """Validate and acknowledge one user message. Raises InputError, RateLimited or
+        ProviderError before anything is stored."""
+        text = clean_message(message, bot.limits.max_message_chars)
+        provider = get_provider(bot)
+        provider.check()
+        await self.limiter.admit(bot, key.user)
+        conv = await self.store.open(key)
+        turn = await self.store.begin_turn(conv, [{"type": "text", "text": text}])
+        return PreparedTurn(
+            self, bot, provider, conv, turn, text, dict(user or {}), variables, request_id
+        )
+
+    async def turn(
+        self, bot: Bot, key: ConversationKey, message: str, **options: Any
+    ) -> AsyncIterator[Event]:
+        """prepare() and events() in one call, for callers that stream errors inline."""
+        try:
+            prepared = await self.prepare(bot, key, message, **options)
+        except InputError as exc:
+            yield Error(exc.code, exc.message)
+            return
+        except ProviderError as exc:
+            yield Error(exc.code, exc.message)
+            return
+        async for event in prepared.events():
+            yield event
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def aclose(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.tools.aclose()
+
+
+class PreparedTurn:
+    def __init__(
+        self,
+        engine: Engine,
+        bot: Bot,
+        provider: Provider,
+        conv: Conversation,
+        turn: int,
+        text: str,
+        user: dict[str, Any],
+        variables: Mapping[str, Any] | None,
+        request_id: str | None,
+    ) -> None:
+        self.engine, self.bot, self.provider = engine, bot, provider
+        self.conv, self.turn, self.text = conv, turn, text
+        self.user, self.variables = user, variables
+        key = conv.key
+        self.user.setdefault("id", key.user)
+        self.record = TurnRecord(
+            request_id=request_id or uuid.uuid4().hex[:16],
+            bot=bot.name,
+            bot_version=bot.version,
+            user=key.user,
+            session=key.session,
+            model=bot.model.name,
+        )
+
+    def system_prompt(self, suffix: str) -> str:
+        now = dt.datetime.now().astimezone()
+        context: dict[str, Any] = dict(self.bot.variables)
+        if self.variables:
+            context.update(self.variables)
+        context.update(
+            today=now.date().isoformat(),
+            now=now.isoformat(timespec="minutes"),
+            bot={"name": self.bot.name, "description": self.bot.description},
+            user=self.user,
+        )
+        prompt = self.bot.system.render(context)
+        return f"{prompt.rstrip()}\n\n{suffix}" if suffix else prompt
+
+    async def events(self) -> AsyncIterator[Event]:
+        bot, store, conv, turn = self.bot, self.engine.store, self.conv, self.turn
+        record, started = self.record, time.monotonic()
+        deadline = started + bot.retry.timeout_seconds
+        usage = Usage()
+        status = "error"
+        try:
+            memory = get_strategy(bot.memory.strategy)
+            context = await memory.context(store, conv, bot, turn, self.text)
+            messages = [*context.messages, {"role": "user", "content": [_text(self.text)]}]
+            request = ModelRequest(
+                model=bot.model.name,
+                max_tokens=bot.model.max_tokens,
+                system=self.system_prompt(context.system_suffix),
+                messages=messages,
+                tools=[tool.to_api() for tool in bot.tools],
+                temperature=bot.model.temperature,
+            )
+            while True:
+                reply: AssistantMessage | None = None
+                async for item in self.provider.stream(request, deadline=deadline):
+                    if isinstance(item, TextDelta):
+                        if record.ttft_ms is None:
+                            record.ttft_ms = round((time.monotonic() - started) * 1000, 1)
+                        yield item
+                    else:
+                        reply = item
+                assert reply is not None
+                usage += reply.usage
+                await store.add_message(conv, turn, "assistant", reply.content, reply.usage)
+                messages.append({"role": "assistant", "content": reply.content})
+                calls = [b for b in reply.content if b.get("type") == "tool_use"]
+                if reply.stop_reason != "tool_use" or not calls:
+                    break
+                if record.rounds >= bot.limits.max_tool_rounds:
+                    status = "stopped"
+                    yield Error(
+                        "tool_limit",
+                        f"I stopped after {bot.limits.max_tool_rounds} rounds of tool calls "
+                        "without a final answer. Try asking in a simpler way.",
+                    )
+                    return
+                record.rounds += 1
+                results = []
+                for call in calls:
+                    record.tool_calls.append(call["name"])
+                    yield ToolCall(call["id"], call["name"], call.get("input"))
+                outcomes = await asyncio.gather(*(self._run_tool(call) for call in calls))
+                for call, outcome in zip(calls, outcomes, strict=True):
+                    yield ToolResult(call["id"], call["name"], outcome.content, outcome.is_error)
+                    results.append(_tool_result(call["id"], outcome))
+                await store.add_message(conv, turn, "user", results)
+                messages.append({"role": "user", "content": results})
+                request = dataclasses.replace(request, messages=messages)
+            status = "ok"
+            yield Done(usage, reply.stop_reason)
+        except ProviderError as exc:
+            record.error_code = exc.code
+            yield Error(exc.code, exc.message)
+        except TimeoutError:
+            record.error_code = "timeout"
+            yield Error(
+                "timeout",
+                f"The reply took longer than {bot.retry.timeout_seconds:g} s and was stopped.",
+            )
+        finally:
+            # Runs on success, failure and client disconnect alike: the turn is closed with
+            # its real status, so an unfinished turn is never sent to the model again.
+            record.outcome = status if record.error_code is None else "error"
+            record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+            record.latency_ms = round((time.monotonic() - started) * 1000, 1)
+            await asyncio.shield(self._finish(status, usage))
+
+    async def _finish(self, status: str, usage: Usage) -> None:
+        engine, bot = self.engine, self.bot
+        await engine.store.finish_turn(self.conv, self.turn, status)  # type: ignore[arg-type]
+        if usage.input_tokens or usage.output_tokens:
+            await engine.limiter.record(bot, self.conv.key.user, usage)
+        log_turn(self.record)
+        if status == "ok" and bot.memory.strategy == "summarize":
+            memory = get_strategy(bot.memory.strategy)
+            engine.spawn(memory.after_turn(engine.store, self.conv, bot, self._summarize))
+
+    async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
+        tool = self.bot.tool(call["name"])
+        if tool is None:
+            return ToolOutcome(f"There is no tool called {call['name']!r}.", is_error=True)
+        return await self.engine.tools.run(tool, call.get("input"), self.bot.secrets)
+
+    async def _summarize(self, instructions: str, messages: list[dict[str, Any]]) -> str:
+        bot = self.bot
+        request = ModelRequest(
+            model=bot.model.name,
+            max_tokens=min(bot.model.max_tokens, 1024),
+            system=instructions or SUMMARY_INSTRUCTIONS,
+            messages=messages,
+        )
+        deadline = time.monotonic() + bot.retry.timeout_seconds
+        reply: AssistantMessage | None = None
+        async for item in self.provider.stream(request, deadline=deadline):
+            if isinstance(item, AssistantMessage):
+                reply = item
+        assert reply is not None
+        return "".join(b.get("text", "") for b in reply.content if b.get("type") == "text")
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": outcome.content,
+    }
+    if outcome.is_error:
+        block["is_error"] = True
+    return block
