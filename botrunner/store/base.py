@@ -67,15 +67,26 @@ class ConversationStore(Protocol):
     async def finish_turn(self, conv: Conversation, turn: int, status: TurnStatus) -> None: ...
 
     async def recent_turns(
-        self, conv: Conversation, count: int | None, *, before: int | None = None
+        self,
+        conv: Conversation,
+        count: int | None,
+        *,
+        before: int | None = None,
+        after: int | None = None,
     ) -> list[dict[str, Any]]:
         """Messages of the last `count` completed turns (all when None) before turn `before`
-        (exclusive; None = no bound), oldest first, in wire shape."""
+        (exclusive; None = no bound) and after turn `after` (exclusive; None = no bound),
+        oldest first, in wire shape."""
 
     async def turn_numbers(
-        self, conv: Conversation, count: int | None, *, before: int | None = None
+        self,
+        conv: Conversation,
+        count: int | None,
+        *,
+        before: int | None = None,
+        after: int | None = None,
     ) -> list[int]:
-        """Numbers of the last `count` completed turns before `before`, oldest first."""
+        """Numbers of the last `count` completed turns in (`after`, `before`), oldest first."""
 
     async def turns(self, conv: Conversation, numbers: list[int]) -> list[dict[str, Any]]:
         """Messages of the given completed turns, in turn order, in wire shape."""
@@ -83,9 +94,13 @@ class ConversationStore(Protocol):
     async def search_turns(
         self, conv: Conversation, query: str, *, before: int, limit: int
     ) -> list[int]:
-        """Completed turns before `before` most relevant to `query` (FTS5 BM25), best first."""
+        """Completed turns before `before` most relevant to `query` (FTS5 BM25), best first.
+        `query` is plain text: the store turns its words into a safe full-text query itself
+        (any words matching, each quoted; no operators), so user text can be passed as is."""
 
-    async def set_summary(self, conv: Conversation, summary: str, upto: int) -> None: ...
+    async def set_summary(self, conv: Conversation, summary: str, upto: int) -> None:
+        """Store the running summary covering turns up to `upto` and update `conv`. Never moves
+        backwards: a call with `upto` <= the stored `summary_upto` changes nothing."""
 
     async def history(self, key: ConversationKey) -> list[StoredMessage]: ...
 
@@ -104,3 +119,7 @@ class LimitStore(Protocol):
     async def add_tokens(self, bot: str, user: str, day: str, tokens: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Store(ConversationStore, LimitStore, Protocol):
+    """One backend serving both: what `botrunner.store.open_store` returns."""
