@@ -283,6 +283,8 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-cased names
     body: Any  # parsed JSON (None when there was no body or it was not JSON)
     raw_body: bytes = b""
+    # The client's (host, port): requests sharing it came over one pooled connection.
+    peer: tuple[Any, ...] = ()
 
     @property
     def json(self) -> Any:
@@ -789,7 +791,10 @@ class FakeAnthropic:
         except ValueError:
             body = None
         if self.record:
-            self.requests.append(RecordedRequest(method, path, headers, body, raw_body))
+            peer = writer.get_extra_info("peername") or ()
+            self.requests.append(
+                RecordedRequest(method, path, headers, body, raw_body, tuple(peer))
+            )
 
         if method != "POST" or path != "/v1/messages":
             await self._send_error(

@@ -1,0 +1,63 @@
+"""Model providers, looked up by `model.provider`.
+
+Provider modules are imported lazily, on first use: `botrunner validate` imports this package
+and must never pay for (or depend on) the anthropic SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from botrunner.providers.base import PROVIDERS, ProviderError
+
+if TYPE_CHECKING:
+    from botrunner.bot import Bot
+    from botrunner.providers.base import Provider
+
+# Provider name -> the module that registers it.
+MODULES: dict[str, str] = {
+    "anthropic": "botrunner.providers.anthropic",
+}
+
+_cache: dict[tuple[object, ...], Provider] = {}
+
+
+def _cache_key(bot: Bot) -> tuple[object, ...]:
+    model, retry = bot.model, bot.retry
+    # base_url and api_key decide the client (and its connection pool); the rest is what a
+    # provider reads from the bot, so a hot-reloaded bot that changes them gets a fresh one.
+    return (model.provider, model.base_url, model.api_key, model.api_key_env, retry.max_retries)
+
+
+def get_provider(bot: Bot) -> Provider:
+    """The provider for `bot`, shared by every bot with the same provider and connection
+    settings (so connections are pooled across turns and conversations)."""
+    key = _cache_key(bot)
+    provider = _cache.get(key)
+    if provider is not None:
+        return provider
+    name = bot.model.provider
+    factory = PROVIDERS.get(name)
+    if factory is None:
+        module = MODULES.get(name)
+        if module is None:
+            known = ", ".join(sorted(set(MODULES) | set(PROVIDERS)))
+            raise ProviderError(
+                "config", f"Unknown model provider {name!r} (model.provider); known: {known}."
+            )
+        importlib.import_module(module)
+        factory = PROVIDERS[name]
+    provider = _cache[key] = factory(bot)
+    return provider
+
+
+async def aclose_all() -> None:
+    """Close every cached provider (their HTTP clients); for shutdown and tests."""
+    providers = list(_cache.values())
+    _cache.clear()
+    for provider in providers:
+        await provider.aclose()
+
+
+__all__ = ["MODULES", "ProviderError", "aclose_all", "get_provider"]

@@ -1,0 +1,457 @@
+"""The Anthropic provider against the fake Messages API: the real SDK over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fake_anthropic import (
+    FakeAnthropic,
+    cut_after,
+    error,
+    slow,
+    stream_error,
+    text,
+    tool_use,
+)
+
+from botrunner.bot import Bot, Model, Retry
+from botrunner.events import TextDelta, Usage
+from botrunner.providers import aclose_all, get_provider
+from botrunner.providers.anthropic import AnthropicProvider
+from botrunner.providers.base import AssistantMessage, ModelRequest, ProviderError
+
+KEY = "sk-ant-test-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(tmp_path / "anthropic-config"))
+    monkeypatch.delenv("ANTHROPIC_PROFILE", raising=False)
+
+
+def make_bot(
+    url: str | None = None,
+    *,
+    api_key: str | None = KEY,
+    api_key_env: str | None = None,
+    max_retries: int = 2,
+    timeout: float = 10.0,
+    provider: str = "anthropic",
+) -> Bot:
+    return Bot(
+        name="t",
+        model=Model(
+            name="claude-test",
+            max_tokens=256,
+            provider=provider,
+            base_url=url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+        ),
+        system=object(),  # type: ignore[arg-type] - the provider never touches it
+        path=Path("t.yaml"),
+        version="0" * 12,
+        retry=Retry(max_retries=max_retries, timeout_seconds=timeout),
+    )
+
+
+def make_provider(bot: Bot) -> AnthropicProvider:
+    return AnthropicProvider(bot, backoff_base=0.001, backoff_max=0.01)
+
+
+REQUEST = ModelRequest(
+    model="claude-test",
+    max_tokens=256,
+    system="You are terse.",
+    messages=[{"role": "user", "content": [{"type": "text", "text": "Hi there"}]}],
+)
+
+
+async def run(
+    provider: AnthropicProvider, request: ModelRequest = REQUEST, *, timeout: float = 10.0
+) -> tuple[list[str], AssistantMessage]:
+    deltas: list[str] = []
+    final = None
+    try:
+        async for item in provider.stream(request, deadline=time.monotonic() + timeout):
+            if isinstance(item, TextDelta):
+                deltas.append(item.text)
+            else:
+                assert final is None
+                final = item
+    finally:
+        await provider.aclose()
+    assert isinstance(final, AssistantMessage)
+    return deltas, final
+
+
+async def run_error(
+    provider: AnthropicProvider, request: ModelRequest = REQUEST, *, timeout: float = 10.0
+) -> tuple[list[str], ProviderError]:
+    deltas: list[str] = []
+    try:
+        async for item in provider.stream(request, deadline=time.monotonic() + timeout):
+            if isinstance(item, TextDelta):
+                deltas.append(item.text)
+    except ProviderError as exc:
+        return deltas, exc
+    finally:
+        await provider.aclose()
+    raise AssertionError("expected a ProviderError")
+
+
+# -- success ---------------------------------------------------------------------------------
+
+
+async def test_streams_text_and_final_message(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(text("Hello big world", input_tokens=12, output_tokens=3))
+    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+
+    assert deltas == ["Hello", " big", " world"]
+    assert final.content == [{"type": "text", "text": "Hello big world"}]
+    assert final.stop_reason == "end_turn"
+    assert final.usage == Usage(input_tokens=12, output_tokens=3)
+
+    (sent,) = fake_anthropic.requests
+    assert sent.path == "/v1/messages"
+    assert sent.body == {
+        "model": "claude-test",
+        "max_tokens": 256,
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi there"}]}],
+        "stream": True,
+    }
+    assert sent.api_key == KEY
+    assert sent.headers["anthropic-version"]
+
+
+async def test_sends_tools_and_temperature(fake_anthropic: FakeAnthropic) -> None:
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+    request = ModelRequest(
+        model="claude-test",
+        max_tokens=100,
+        system="",
+        messages=[{"role": "user", "content": "hi"}],
+        tools=tools,
+        temperature=0.2,
+    )
+    fake_anthropic.enqueue(text("ok"))
+    await run(make_provider(make_bot(fake_anthropic.url)), request)
+    body = fake_anthropic.requests[0].body
+    assert body["tools"] == tools
+    assert body["temperature"] == 0.2
+    assert "system" not in body  # an empty system prompt is not sent
+
+
+async def test_parallel_tool_use_blocks(fake_anthropic: FakeAnthropic) -> None:
+    weather = {"city": "Paris", "units": {"temp": "C", "wind": ["km/h", "m/s"]}}
+    fake_anthropic.enqueue(
+        tool_use(
+            [("get_weather", weather, "toolu_1"), ("get_time", {"tz": "Europe/Paris"}, "toolu_2")],
+            text="Let me check.",
+        )
+    )
+    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+
+    assert "".join(deltas) == "Let me check."
+    assert final.stop_reason == "tool_use"
+    assert final.content == [
+        {"type": "text", "text": "Let me check."},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": weather},
+        {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {"tz": "Europe/Paris"}},
+    ]
+
+
+async def test_tool_use_with_empty_input(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(tool_use([("ping", {}, "toolu_9")]))
+    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+    assert deltas == []
+    assert final.content == [{"type": "tool_use", "id": "toolu_9", "name": "ping", "input": {}}]
+
+
+async def test_one_client_and_connection_reused(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(text("one"), text("two"))
+    provider = make_provider(make_bot(fake_anthropic.url))
+    for _ in range(2):
+        async for _item in provider.stream(REQUEST, deadline=time.monotonic() + 5):
+            pass
+    await provider.aclose()
+    first, second = fake_anthropic.requests
+    assert first.peer == second.peer  # same pooled keep-alive connection
+
+
+# -- retries ---------------------------------------------------------------------------------
+
+
+async def test_429_then_success(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(error(429, retry_after=0), text("Recovered"))
+    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+    assert deltas == ["Recovered"]
+    assert len(fake_anthropic.requests) == 2
+    assert fake_anthropic.requests[0].body == fake_anthropic.requests[1].body
+
+
+async def test_429_honours_retry_after_ms(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(error(429, retry_after_ms=150), text("ok"))
+    started = time.monotonic()
+    await run(make_provider(make_bot(fake_anthropic.url)))
+    assert time.monotonic() - started >= 0.15
+    assert len(fake_anthropic.requests) == 2
+
+
+async def test_500_then_success(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(error(500), text("fine"))
+    deltas, _ = await run(make_provider(make_bot(fake_anthropic.url)))
+    assert deltas == ["fine"]
+    assert len(fake_anthropic.requests) == 2
+
+
+async def test_529_exhausted(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(*[error(529) for _ in range(5)])
+    deltas, exc = await run_error(make_provider(make_bot(fake_anthropic.url, max_retries=2)))
+    assert deltas == []
+    assert len(fake_anthropic.requests) == 3  # the first try and 2 retries
+    assert exc.code == "overloaded"
+    assert exc.message == "The model API is overloaded (HTTP 529). Gave up after 3 attempts."
+    assert fake_anthropic.pending == 2
+
+
+async def test_no_retries_when_max_retries_is_zero(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(error(503), text("unused"))
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, max_retries=0)))
+    assert exc.code == "upstream"
+    assert "HTTP 503" in exc.message
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_x_should_retry_false_is_obeyed(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(error(500, should_retry=False), text("unused"))
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+    assert exc.code == "upstream"
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_retry_after_past_the_deadline_fails_fast(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(error(429, retry_after=30), text("unused"))
+    bot = make_bot(fake_anthropic.url, timeout=5)
+    started = time.monotonic()
+    _, exc = await run_error(make_provider(bot), timeout=5)
+    assert time.monotonic() - started < 1
+    assert exc.code == "rate_limited"
+    assert exc.message == (
+        "The model API is rate limiting requests. It asks to retry in 30 s, past this "
+        "turn's 5 s limit. Please try again later."
+    )
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_connection_refused_is_retried_then_reported() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bot = make_bot(f"http://127.0.0.1:{port}", max_retries=1)
+    _, exc = await run_error(make_provider(bot))
+    assert exc.code == "connection"
+    assert exc.message == (
+        f"Could not reach the model API at http://127.0.0.1:{port}. Gave up after 2 attempts."
+    )
+
+
+async def test_400_is_not_retried_and_summarised(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(
+        error(400, f"messages: roles must alternate\n(key {KEY})"), text("unused")
+    )
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+    assert exc.code == "bad_request"
+    assert exc.message == (
+        "The model API rejected the request (HTTP 400): messages: roles must alternate "
+        "(key [redacted])."
+    )
+    assert KEY not in exc.message
+    assert len(fake_anthropic.requests) == 1
+
+
+# -- streams that break ----------------------------------------------------------------------
+
+
+async def test_stream_cut_after_output_is_not_retried(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(cut_after(3, "one two three four five six"), text("unused"))
+    deltas, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+    assert deltas == ["one", " two", " three"]
+    assert exc.code == "stream_interrupted"
+    assert exc.message.startswith("The reply was cut off")
+    assert len(fake_anthropic.requests) == 1
+    assert fake_anthropic.pending == 1
+
+
+async def test_error_event_mid_stream(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(stream_error(2, "alpha beta gamma delta"), text("unused"))
+    deltas, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+    assert deltas == ["alpha", " beta"]
+    assert exc.code == "stream_interrupted"
+    assert "overloaded" in exc.message
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_cut_before_any_text_is_retried(fake_anthropic: FakeAnthropic) -> None:
+    # A tool_use-only reply cut mid-way: nothing reached the user, so it is safe to retry.
+    fake_anthropic.enqueue(
+        tool_use([("get_weather", {"city": "Paris"}, "toolu_1")]).with_(cut_after=2),
+        text("after retry"),
+    )
+    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+    assert deltas == ["after", " retry"]
+    assert len(fake_anthropic.requests) == 2
+
+
+# -- deadlines -------------------------------------------------------------------------------
+
+
+async def test_slow_first_token_hits_the_deadline(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(slow(text("too late"), ttft=5))
+    started = time.monotonic()
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, timeout=0.3)), timeout=0.3)
+    assert time.monotonic() - started < 2
+    assert exc.code == "timeout"
+    assert exc.message == "The model did not answer within the 0.3 s limit."
+
+
+async def test_slow_headers_hit_the_deadline(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(slow(text("too late"), delay=5))
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, timeout=0.3)), timeout=0.3)
+    assert exc.code == "timeout"
+
+
+async def test_deadline_mid_stream(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(slow(text("a b c d e f g h"), token_delay=0.2))
+    deltas, exc = await run_error(
+        make_provider(make_bot(fake_anthropic.url, timeout=0.5)), timeout=0.5
+    )
+    assert 0 < len(deltas) < 8
+    assert exc.code == "timeout"
+    assert "cut off" in exc.message
+
+
+async def test_backoff_never_waits_past_the_deadline(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(error(529), text("unused"))
+    provider = AnthropicProvider(make_bot(fake_anthropic.url, timeout=0.2), backoff_base=5)
+    started = time.monotonic()
+    _, exc = await run_error(provider, timeout=0.2)
+    assert time.monotonic() - started < 1
+    assert exc.code == "overloaded"
+    assert "No time left to retry" in exc.message
+    assert len(fake_anthropic.requests) == 1
+
+
+# -- keys and configuration ------------------------------------------------------------------
+
+
+def test_missing_key_names_the_variable() -> None:
+    provider = make_provider(make_bot("http://127.0.0.1:9", api_key=None))
+    with pytest.raises(ProviderError) as info:
+        provider.check()
+    assert info.value.code == "config"
+    assert "ANTHROPIC_API_KEY" in info.value.message
+    assert "export ANTHROPIC_API_KEY=" in info.value.message
+
+
+def test_missing_bot_key_variable_is_named() -> None:
+    provider = make_provider(make_bot(None, api_key=None, api_key_env="TUTOR_KEY"))
+    with pytest.raises(ProviderError) as info:
+        provider.check()
+    assert info.value.code == "config"
+    assert "TUTOR_KEY" in info.value.message
+
+
+def test_env_key_or_auth_token_passes_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    make_provider(make_bot(None, api_key=None)).check()
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token")
+    make_provider(make_bot(None, api_key=None)).check()
+
+
+async def test_env_key_and_base_url_are_honoured(
+    fake_anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "env-key-123")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.url)
+    fake_anthropic.enqueue(text("hi"))
+    provider = make_provider(make_bot(None, api_key=None))
+    provider.check()
+    await run(provider)
+    assert fake_anthropic.requests[0].api_key == "env-key-123"
+
+
+async def test_bot_key_wins_over_env(
+    fake_anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "env-key-123")
+    fake_anthropic.enqueue(text("hi"))
+    await run(make_provider(make_bot(fake_anthropic.url, api_key="bot-key-456")))
+    assert fake_anthropic.requests[0].api_key == "bot-key-456"
+
+
+async def test_401_names_the_variable_and_hides_the_key(
+    fake_anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    fake_anthropic.enqueue(error(401), text("unused"))
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, api_key=None)))
+    assert exc.code == "auth"
+    assert exc.message == "The model API rejected the API key (HTTP 401): check ANTHROPIC_API_KEY."
+    assert KEY not in exc.message
+    assert len(fake_anthropic.requests) == 1
+
+
+async def test_401_for_a_bot_key_names_its_variable(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.api_key = "the-right-key"
+    bot = make_bot(fake_anthropic.url, api_key="wrong-key", api_key_env="TUTOR_KEY")
+    _, exc = await run_error(make_provider(bot))
+    assert exc.code == "auth"
+    assert "check TUTOR_KEY" in exc.message
+    assert "wrong-key" not in exc.message
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+async def test_get_provider_caches_per_connection_settings() -> None:
+    a = get_provider(make_bot("http://127.0.0.1:1"))
+    assert get_provider(make_bot("http://127.0.0.1:1")) is a
+    assert get_provider(make_bot("http://127.0.0.1:2")) is not a
+    assert get_provider(make_bot("http://127.0.0.1:1", api_key="other")) is not a
+    assert isinstance(a, AnthropicProvider)
+    await aclose_all()
+    assert get_provider(make_bot("http://127.0.0.1:1")) is not a
+    await aclose_all()
+
+
+def test_unknown_provider_is_a_clear_error() -> None:
+    with pytest.raises(ProviderError) as info:
+        get_provider(make_bot(provider="openai-ish"))
+    assert info.value.code == "config"
+    assert "'openai-ish'" in info.value.message
+    assert "anthropic" in info.value.message
+
+
+def test_importing_providers_does_not_import_the_sdk() -> None:
+    code = (
+        "import sys, botrunner.providers, botrunner.providers.base; "
+        "bad = [m for m in ('anthropic', 'httpx2', 'httpx') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
