@@ -158,21 +158,21 @@ async def test_recent_turns_bounds(store):
 
 async def test_ok_requires_a_complete_exchange(store):
     conv = await store.open(KEY)
-    turn = await store.begin_turn(conv, text("q"))
-    with pytest.raises(ValueError, match="final reply"):
-        await store.finish_turn(conv, turn, "ok")
+    no_reply = await store.begin_turn(conv, text("q"))
+    assert await store.finish_turn(conv, no_reply, "ok") == "error"
+    dangling = await store.begin_turn(conv, text("q"))
     call = {"type": "tool_use", "id": "x", "name": "lookup", "input": {}}
-    await store.add_message(conv, turn, "assistant", [call])
-    with pytest.raises(ValueError, match="final reply"):
-        await store.finish_turn(conv, turn, "ok")
-    await store.finish_turn(conv, turn, "error")
+    await store.add_message(conv, dangling, "assistant", [call])
+    assert await store.finish_turn(conv, dangling, "ok") == "error"
     with pytest.raises(ValueError, match="already finished"):
-        await store.add_message(conv, turn, "assistant", text("late"))
+        await store.add_message(conv, dangling, "assistant", text("late"))
     with pytest.raises(KeyError):
         await store.finish_turn(conv, 99, "error")
     with pytest.raises(ValueError):
-        await store.finish_turn(conv, turn, "pending")
-    assert await store.turn_numbers(conv, None) == []
+        await store.finish_turn(conv, dangling, "pending")
+    good = await complete_turn(store, conv, "q", "a", tool=True)
+    assert await store.turn_numbers(conv, None) == [good]
+    assert [m.status for m in await store.history(KEY)][:3] == ["error", "error", "error"]
 
 
 async def test_search_is_scoped_ranked_and_safe(store):

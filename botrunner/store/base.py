@@ -64,7 +64,11 @@ class ConversationStore(Protocol):
         usage: Usage | None = None,
     ) -> None: ...
 
-    async def finish_turn(self, conv: Conversation, turn: int, status: TurnStatus) -> None: ...
+    async def finish_turn(
+        self, conv: Conversation, turn: int, status: TurnStatus
+    ) -> TurnStatus | None:
+        """Close a turn. A backend may refuse to store `ok` for a turn that is not a complete
+        exchange (see SQLiteStore) and store `error` instead; it returns what it stored."""
 
     async def recent_turns(
         self,

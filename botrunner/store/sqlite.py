@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import queue
 import re
@@ -46,6 +47,7 @@ from botrunner.store.base import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("botrunner.store")
 
 _NO_BOUND_ABOVE = 2**62
 _STATUSES = ("pending", "ok", "error", "stopped")
@@ -572,22 +574,29 @@ class SQLiteStore:
 
         await self.call(job, write=True)
 
-    async def finish_turn(self, conv: Conversation, turn: int, status: TurnStatus) -> None:
-        """Mark a turn finished. `ok` is refused (ValueError) unless the turn is a complete,
-        valid exchange (user first, roles alternating, every tool_use answered, ending with an
-        assistant reply), so a completed turn can always be sent back to the model."""
+    async def finish_turn(self, conv: Conversation, turn: int, status: TurnStatus) -> TurnStatus:
+        """Mark a turn finished and return the status stored. A turn is only stored as `ok` if
+        it is a complete, valid exchange (user first, roles alternating, every tool_use
+        answered, ending with an assistant reply), so a completed turn can always be sent back
+        to the model; otherwise it is stored as `error` (and a warning logged)."""
         if status not in _STATUSES or status == "pending":
             raise ValueError(f"not a final turn status: {status!r}")
         now = time.time()
 
-        def job(c: sqlite3.Connection) -> None:
+        def job(c: sqlite3.Connection) -> TurnStatus:
+            final = status
             if status == "ok":
-                _check_wellformed(turn, c.execute(_TURN_ROLES, (conv.id, turn)).fetchall())
-            if c.execute(_FINISH_TURN, (status, now, conv.id, turn)).rowcount != 1:
+                try:
+                    _check_wellformed(turn, c.execute(_TURN_ROLES, (conv.id, turn)).fetchall())
+                except ValueError as exc:
+                    log.warning("conversation %s: %s; stored as error", conv.id, exc)
+                    final = "error"
+            if c.execute(_FINISH_TURN, (final, now, conv.id, turn)).rowcount != 1:
                 raise KeyError(f"turn {turn} does not exist")
             c.execute(_TOUCH, (now, conv.id))
+            return final
 
-        await self.call(job, write=True)
+        return await self.call(job, write=True)
 
     async def recent_turns(
         self,
