@@ -1,0 +1,808 @@
+"""botrunner's benchmark harness: one unattended run, every peer side by side, same upstream.
+
+    .venv/bin/python -m bench.harness [--quick] [--force] [--peers direct,botrunner,...]
+
+See bench/README.md for the method. Writes results.json, results.md and results.png to --out
+(default docs/benchmarks/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.client import Conn, HttpTarget, HttpWorker, Turn
+from bench.peers import (
+    BOTRUNNER,
+    ROOT,
+    VENV_PY,
+    BotrunnerPeer,
+    Peer,
+    PeerUnavailable,
+    bot_yaml,
+    make_peers,
+    wait_http_ok,
+)
+
+ALL_PEERS = ["direct", "botrunner", "baseline", "litellm"]
+ALL_SECTIONS = ["latency", "throughput", "history", "tool", "validate", "reload"]
+MESSAGE = "Explain gradient descent in two sentences."
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """Percentile with linear interpolation (q in 0..100)."""
+    if not values:
+        return None
+    v = sorted(values)
+    k = (len(v) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def med(values: list[float | None]) -> float | None:
+    vals = [x for x in values if x is not None]
+    return statistics.median(vals) if vals else None
+
+
+def r(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+# -- load check --------------------------------------------------------------------------------
+
+
+def busy_fraction(seconds: float = 1.5) -> float:
+    """Fraction of all CPUs busy over a short window, from /proc/stat."""
+
+    def snap():
+        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        vals = list(map(int, f))
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        return sum(vals), idle
+
+    t1, i1 = snap()
+    time.sleep(seconds)
+    t2, i2 = snap()
+    return 0.0 if t2 == t1 else 1.0 - (i2 - i1) / (t2 - t1)
+
+
+def check_load(force: bool) -> dict:
+    ncpu = procs.cpu_count()
+    la = procs.loadavg()
+    busy = busy_fraction()
+    info = {"loadavg": la, "cpus": ncpu, "busy_fraction": round(busy, 3)}
+    problems = []
+    if busy > 0.5:
+        problems.append(f"{busy:.0%} of the CPUs are busy right now")
+    if la[0] > 1.5 * ncpu:
+        problems.append(f"1-minute load average {la[0]:.2f} on {ncpu} CPUs")
+    if problems:
+        msg = "machine is loaded: " + "; ".join(problems)
+        if not force:
+            log(msg + ". Refusing to run (numbers would be noise). Use --force to run anyway.")
+            sys.exit(3)
+        log("WARNING: " + msg + " (--force: running anyway; results are flagged)")
+        info["forced_while_loaded"] = True
+    elif busy > 0.15 or la[0] > 0.5 * ncpu:
+        log(f"warning: some background load (busy {busy:.0%}, loadavg {la[0]:.2f})")
+        info["background_load_warning"] = True
+    return info
+
+
+# -- upstream ----------------------------------------------------------------------------------
+
+
+class Upstream:
+    def __init__(self, proc: procs.Proc, port: int, impl: str, mode: str) -> None:
+        self.proc, self.port, self.impl, self.mode = proc, port, impl, mode
+        self.url = f"http://127.0.0.1:{port}"
+        self.max_cpu_pct = 0.0  # of one core, over any measured run
+
+
+async def _probe_upstream(port: int, proc: procs.Proc) -> None:
+    deadline = time.perf_counter() + 15
+    body = json.dumps(
+        {"model": "probe", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    hdrs = {"content-type": "application/json", "x-api-key": "test",
+            "anthropic-version": "2023-06-01"}  # fmt: skip
+    last = ""
+    while time.perf_counter() < deadline:
+        if not proc.alive():
+            raise PeerUnavailable(f"exited: {proc.log_tail()}")
+        conn = Conn("127.0.0.1", port)
+        try:
+            status, resp, _, _ = await asyncio.wait_for(
+                conn.request("POST", "/v1/messages", body, hdrs), 5
+            )
+            if status == 200:
+                return
+            last = f"HTTP {status} {resp[:200]!r}"
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            last = type(exc).__name__
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.05)
+    raise PeerUnavailable(f"upstream probe failed: {last}\n{proc.log_tail()}")
+
+
+async def start_upstream(
+    mode: str, cfg: argparse.Namespace, log_dir: Path, notes: list[str], *, echo_system=False
+) -> Upstream:
+    """The project's fake (tests/fake_anthropic.py) unless told otherwise or unless it fails;
+    bench/fake_upstream.py (same CLI) otherwise. echo_system needs the bench one."""
+    paced = ["--ttft-ms", str(cfg.ttft_ms), "--tokens", cfg.tokens, "--token-ms", cfg.token_ms]
+    candidates = []
+    project = ROOT / "tests" / "fake_anthropic.py"
+    if cfg.upstream == "project" and project.exists() and not echo_system:
+        extra = ["--tool-calls"] if mode == "instant" else []
+        candidates.append(("tests/fake_anthropic.py", [str(VENV_PY), str(project)], extra))
+    bench_extra = ["--echo", "system"] if echo_system else []
+    candidates.append(("bench/fake_upstream.py", [str(VENV_PY), str(ROOT / "bench/fake_upstream.py")], bench_extra))  # fmt: skip
+    for impl, base, extra in candidates:
+        port = procs.free_port()
+        name = f"upstream-{mode}{'-echo' if echo_system else ''}"
+        proc = procs.spawn(
+            name, [*base, "--port", str(port), "--mode", mode, *paced, *extra], log_dir=log_dir
+        )
+        try:
+            await _probe_upstream(port, proc)
+            return Upstream(proc, port, impl, mode)
+        except PeerUnavailable as exc:
+            proc.stop()
+            notes.append(f"upstream {impl} ({mode}) unusable, falling back: {exc}")
+            log(notes[-1])
+    raise SystemExit("no usable fake upstream")
+
+
+# -- measurement -------------------------------------------------------------------------------
+
+
+class Meter:
+    """CPU of the process under test, the upstream and this client over one run."""
+
+    def __init__(self, peer: Peer, upstream: Upstream) -> None:
+        self.peer, self.upstream = peer, upstream
+
+    def __enter__(self) -> Meter:
+        self.t0 = time.perf_counter()
+        self.p0 = procs.cpu_seconds(self.peer.pid) if self.peer.pid else None
+        self.u0 = procs.cpu_seconds(self.upstream.proc.pid)
+        self.c0 = time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.peer_cpu = procs.cpu_seconds(self.peer.pid) - self.p0 if self.peer.pid else None
+        self.up_cpu = procs.cpu_seconds(self.upstream.proc.pid) - self.u0
+        self.client_cpu = time.process_time() - self.c0
+        pct_core = 100.0 * self.up_cpu / self.wall if self.wall else 0.0
+        self.upstream.max_cpu_pct = max(self.upstream.max_cpu_pct, pct_core)
+        self.up_pct = pct_core
+
+
+async def sequential(peer: Peer, n: int, session: str, stream: bool = True) -> list[Turn]:
+    w = peer.worker()
+    out = []
+    try:
+        for _ in range(n):
+            out.append(await w.turn(session, MESSAGE, stream))
+    finally:
+        await w.close()
+    return out
+
+
+async def closed_loop(peer: Peer, conc: int, seconds: float, tag: str, stream: bool) -> dict:
+    """`conc` simulated users each sending turns back to back for `seconds`."""
+    deadline = time.perf_counter() + seconds
+    ok = 0
+    errors = 0
+    first_errors: list[str] = []
+
+    async def user(i: int) -> None:
+        nonlocal ok, errors
+        w = peer.worker()
+        try:
+            while time.perf_counter() < deadline:
+                t = await w.turn(f"{tag}-u{i}", MESSAGE, stream)
+                if t.ok:
+                    ok += 1
+                else:
+                    errors += 1
+                    if len(first_errors) < 3:
+                        first_errors.append(t.error or "?")
+        finally:
+            await w.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(user(i) for i in range(conc)))
+    elapsed = time.perf_counter() - t0
+    return {"ok": ok, "errors": errors, "elapsed": elapsed, "error_samples": first_errors}
+
+
+# -- phases ------------------------------------------------------------------------------------
+
+
+async def start_peers(
+    peers: list[Peer], upstream: Upstream, workdir: Path, log_dir: Path, tag: str, status: dict
+) -> list[Peer]:
+    live = []
+    for p in peers:
+        if p.name in status and status[p.name]["status"] != "ok":
+            continue
+        log(f"starting {p.name} against {upstream.mode} upstream")
+        try:
+            await p.start(upstream.url, workdir, log_dir, tag)
+            warm = await sequential(p, 3, f"warm-{tag}")
+            bad = [t for t in warm if not t.ok]
+            if bad:
+                raise PeerUnavailable(f"warm-up turns failed: {bad[0].error}")
+            live.append(p)
+            status.setdefault(p.name, {"status": "ok"})
+            status[p.name].setdefault("startup_s", []).append(p.startup_s)
+            status[p.name]["version"] = p.version
+        except PeerUnavailable as exc:
+            reason = str(exc).strip()
+            log(f"SKIPPING {p.name}: {reason.splitlines()[0] if reason else '?'}")
+            status[p.name] = {"status": "skipped", "reason": reason[-1500:],
+                              "version": p.version}  # fmt: skip
+            await p.stop()
+    return live
+
+
+async def phase_latency(peers, upstream, cfg, workdir, log_dir, status) -> dict:
+    live = await start_peers(peers, upstream, workdir, log_dir, "lat", status)
+    samples: dict[str, dict[str, list]] = {
+        p.name: {
+            "ttft": [],
+            "total": [],
+            "round_ttft_p50": [],
+            "round_total_p50": [],
+            "errors": 0,
+            "cpu": [],
+            "turns": 0,
+        }  # fmt: skip
+        for p in live
+    }
+    try:
+        for rnd in range(cfg.rounds):
+            order = live[rnd % len(live) :] + live[: rnd % len(live)] if live else []
+            for p in order:
+                with Meter(p, upstream) as m:
+                    turns = await sequential(p, cfg.latency_turns, f"lat-r{rnd}")
+                s = samples[p.name]
+                good = [t for t in turns if t.ok]
+                s["errors"] += len(turns) - len(good)
+                ttft = [t.ttft * 1000 for t in good if t.ttft is not None]
+                tot = [t.total * 1000 for t in good]
+                s["ttft"] += ttft
+                s["total"] += tot
+                s["round_ttft_p50"].append(pct(ttft, 50))
+                s["round_total_p50"].append(pct(tot, 50))
+                if m.peer_cpu is not None and good:
+                    s["cpu"].append(1000 * m.peer_cpu / len(good))
+                s["turns"] += len(good)
+            log(f"latency round {rnd + 1}/{cfg.rounds} done")
+    finally:
+        for p in live:
+            await p.stop()
+    out: dict[str, Any] = {}
+    floor = samples.get("direct")
+    for name, s in samples.items():
+        res = {
+            "samples": s["turns"], "errors": s["errors"],
+            "ttft_ms": {"p50": r(med(s["round_ttft_p50"])), "p99": r(pct(s["ttft"], 99))},
+            "total_ms": {"p50": r(med(s["round_total_p50"])), "p99": r(pct(s["total"], 99))},
+            "cpu_ms_per_turn": r(med(s["cpu"])),
+        }  # fmt: skip
+        if floor and name != "direct":
+            # p50: median over rounds of the paired per-round difference; p99: pooled.
+            for key, rk in (("ttft", "round_ttft_p50"), ("total", "round_total_p50")):
+                diffs = [a - b for a, b in zip(s[rk], floor[rk], strict=False)
+                         if a is not None and b is not None]  # fmt: skip
+                p99 = pct(s[key], 99)
+                f99 = pct(floor[key], 99)
+                res[f"added_{key}_ms"] = {
+                    "p50": r(med(diffs)),
+                    "p99": r(p99 - f99 if p99 is not None and f99 is not None else None),
+                }
+        out[name] = res
+    return out
+
+
+async def phase_throughput(peers, upstream, cfg, workdir, log_dir, status) -> tuple[dict, dict]:
+    live = await start_peers(peers, upstream, workdir, log_dir, "tput", status)
+    resources: dict[str, dict] = {}
+    runs: dict[str, dict[str, list[dict]]] = {p.name: {} for p in live}
+    try:
+        # idle RSS: started, served its warm-up turns, then left alone for a moment
+        await asyncio.sleep(1.0)
+        for p in live:
+            resources[p.name] = {"idle_rss_mb": r(procs.rss_mb(p.pid), 1) if p.pid else None}
+        for p in live:  # warm-up at load, not measured
+            await closed_loop(p, min(32, max(cfg.concurrency)), cfg.warmup_s, "warm", True)
+        for rnd in range(cfg.rounds):
+            for conc in cfg.concurrency:
+                for stream in (True, False):
+                    key = f"c{conc}_{'stream' if stream else 'nonstream'}"
+                    order = live[rnd % len(live) :] + live[: rnd % len(live)]
+                    for p in order:
+                        with Meter(p, upstream) as m:
+                            res = await closed_loop(
+                                p, conc, cfg.tput_seconds, f"t{rnd}{key}", stream
+                            )
+                        res["turns_per_s"] = res["ok"] / res["elapsed"] if res["elapsed"] else 0
+                        res["cpu_ms_per_turn"] = (
+                            1000 * m.peer_cpu / res["ok"] if m.peer_cpu is not None and res["ok"]
+                            else None
+                        )  # fmt: skip
+                        res["peer_cpu_pct"] = (
+                            100 * m.peer_cpu / m.wall if m.peer_cpu is not None else None
+                        )
+                        res["client_cpu_ms_per_turn"] = (
+                            1000 * m.client_cpu / res["ok"] if res["ok"] else None
+                        )
+                        res["upstream_cpu_pct"] = m.up_pct
+                        runs[p.name].setdefault(key, []).append(res)
+                        log(f"  {p.name:9s} {key:16s} {res['turns_per_s']:7.1f} turns/s "
+                            f"errors={res['errors']} cpu/turn="
+                            f"{_fmt(res['cpu_ms_per_turn'])} ms upstream={m.up_pct:.0f}%")  # fmt: skip
+            log(f"throughput round {rnd + 1}/{cfg.rounds} done")
+        for p in live:
+            resources[p.name]["peak_rss_mb"] = r(procs.hwm_mb(p.pid), 1) if p.pid else None
+    finally:
+        for p in live:
+            await p.stop()
+    out: dict[str, Any] = {}
+    for name, by_key in runs.items():
+        out[name] = {}
+        for key, lst in by_key.items():
+            out[name][key] = {
+                "turns_per_s": r(med([x["turns_per_s"] for x in lst]), 1),
+                "errors": sum(x["errors"] for x in lst),
+                "ok": sum(x["ok"] for x in lst),
+                "cpu_ms_per_turn": r(med([x["cpu_ms_per_turn"] for x in lst])),
+                "peer_cpu_pct": r(med([x["peer_cpu_pct"] for x in lst]), 0),
+                "client_cpu_ms_per_turn": r(med([x["client_cpu_ms_per_turn"] for x in lst])),
+                "upstream_cpu_pct_max": r(max(x["upstream_cpu_pct"] for x in lst), 0),
+                "rounds": [r(x["turns_per_s"], 1) for x in lst],
+                "error_samples": sorted({e for x in lst for e in x["error_samples"]})[:3],
+            }
+    return out, resources
+
+
+def _fmt(x: float | None, nd: int = 2) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+# -- botrunner-only sections -------------------------------------------------------------------
+
+STRATEGIES = ["window", "full", "none", "summarize", "retrieval"]
+
+
+async def section_history(cfg, upstream, workdir, log_dir) -> dict:
+    """Turn latency with 10/100/1000 stored messages, per memory strategy (c=1, instant)."""
+    sizes = cfg.history_sizes
+    peer = BotrunnerPeer("botrunner-history", "botrunner serve", "history growth")
+    peer.bots = {f"h-{s}": bot_yaml(name=f"h-{s}", strategy=s) for s in STRATEGIES}
+    try:
+        await peer.start(upstream.url, workdir, log_dir, "hist")
+    except PeerUnavailable as exc:
+        await peer.stop()
+        return {"status": "skipped", "reason": str(exc)[-1500:]}
+    try:
+        per = cfg.history_sessions
+        # Prefill: sizes[i] stored messages = sizes[i]/2 completed turns, sessions in parallel.
+        jobs = []
+        for s in STRATEGIES:
+            for size in sizes:
+                for k in range(per):
+                    jobs.append((s, size, k))
+        sem = asyncio.Semaphore(8)
+        t0 = time.perf_counter()
+        prefill_errors = 0
+
+        async def fill(s: str, size: int, k: int) -> None:
+            nonlocal prefill_errors
+            async with sem:
+                w = HttpWorker(HttpTarget("127.0.0.1", peer.port, "ndjson",
+                                          chat_path=f"/bots/h-{s}/chat/{{session}}"))  # fmt: skip
+                try:
+                    for _ in range(size // 2):
+                        t = await w.turn(f"{s}-{size}-{k}", MESSAGE, True)
+                        if not t.ok:
+                            prefill_errors += 1
+                            if prefill_errors == 1:
+                                log(f"prefill error: {t.error}")
+                            if prefill_errors > 20:
+                                return
+                finally:
+                    await w.close()
+
+        await asyncio.gather(*(fill(*j) for j in jobs))
+        prefill_s = time.perf_counter() - t0
+        log(f"history prefill: {sum(sz // 2 for _, sz, _ in jobs)} turns in {prefill_s:.1f}s")
+        # Measure: each session gets `cfg.history_turns` turns, sizes interleaved.
+        lat: dict[str, dict[int, list[float]]] = {s: {z: [] for z in sizes} for s in STRATEGIES}
+        errs = 0
+        for k in range(per):
+            for s in STRATEGIES:
+                for size in sizes:
+                    w = HttpWorker(HttpTarget("127.0.0.1", peer.port, "ndjson",
+                                              chat_path=f"/bots/h-{s}/chat/{{session}}"))  # fmt: skip
+                    for _ in range(cfg.history_turns):
+                        t = await w.turn(f"{s}-{size}-{k}", MESSAGE, True)
+                        if t.ok:
+                            lat[s][size].append(t.total * 1000)
+                        else:
+                            errs += 1
+                    await w.close()
+        out: dict[str, Any] = {"status": "ok", "prefill_s": r(prefill_s, 1),
+                               "prefill_errors": prefill_errors, "errors": errs,
+                               "unit": "p50 turn latency, ms (instant upstream, c=1)"}  # fmt: skip
+        for s in STRATEGIES:
+            row = {str(z): r(pct(lat[s][z], 50)) for z in sizes}
+            a, b = pct(lat[s][sizes[0]], 50), pct(lat[s][sizes[-1]], 50)
+            row["ratio_last_to_first"] = r(b / a, 3) if a and b else None
+            out[s] = row
+        return out
+    finally:
+        await peer.stop()
+
+
+async def section_tool(cfg, upstream, workdir, log_dir) -> dict:
+    tool_port = procs.free_port()
+    tool_proc = procs.spawn(
+        "tool-server",
+        [str(VENV_PY), str(ROOT / "bench/tool_server.py"), "--port", str(tool_port)],
+        log_dir=log_dir,
+    )
+    peer = BotrunnerPeer("botrunner-tool", "botrunner serve", "tool turn")
+    peer.bots = {"bench": bot_yaml(tool_port=tool_port)}
+    try:
+        await wait_http_ok(tool_port, "/__stats", tool_proc, 10)
+        await peer.start(upstream.url, workdir, log_dir, "tool")
+        w = peer.worker()
+        plain, tool, errs = [], [], []
+        ask = "Use get_weather: what is the weather in Paris?"
+        for i in range(cfg.tool_turns):
+            for msg, bucket in ((MESSAGE, plain), (ask, tool)):
+                # fresh session per turn: the tool turn must not see earlier tool results
+                t = await w.turn(f"tool-{i}-{len(bucket)}-{msg[:3]}", msg, True)
+                (bucket.append(t.total * 1000) if t.ok else errs.append(t.error))
+        await w.close()
+        conn = Conn("127.0.0.1", tool_port)
+        _, body, _, _ = await conn.request("GET", "/__stats")
+        await conn.close()
+        calls = json.loads(body).get("tool_calls", 0)
+        p_plain, p_tool = pct(plain, 50), pct(tool, 50)
+        return {
+            "status": "ok" if calls else "no tool calls reached the tool server",
+            "plain_turn_p50_ms": r(p_plain),
+            "tool_turn_p50_ms": r(p_tool),
+            "tool_turn_p99_ms": r(pct(tool, 99)),
+            "added_by_tool_round_trip_ms": r(p_tool - p_plain if p_tool and p_plain else None),
+            "tool_server_calls": calls,
+            "turns": len(tool),
+            "errors": len(errs),
+            "error_samples": sorted({str(e) for e in errs})[:3],
+            "note": "tool turn = model asks for get_weather -> HTTP GET to a local tool server -> "
+            "second model call; both model calls on the instant upstream",
+        }
+    except PeerUnavailable as exc:
+        return {"status": "skipped", "reason": str(exc)[-1500:]}
+    finally:
+        await peer.stop()
+        tool_proc.stop()
+
+
+def section_validate(cfg, workdir) -> dict:
+    if not BOTRUNNER.exists():
+        return {"status": "skipped", "reason": f"{BOTRUNNER} missing"}
+    d = workdir / "validate-bots"
+    d.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(5)
+    n = cfg.validate_files
+    for i in range(n):
+        s = rng.choice(["window", "full", "none", "summarize", "retrieval"])
+        tool = 9000 + i if i % 3 == 0 else None
+        (d / f"bot{i:04d}.yaml").write_text(
+            bot_yaml(name=f"bot{i:04d}", strategy=s, system=f"You are bot {i}.", tool_port=tool)
+        )
+    env = dict(os.environ)
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        [str(BOTRUNNER), "validate", str(d)], capture_output=True, text=True, env=env, timeout=300
+    )
+    batch = time.perf_counter() - t0
+    singles = []
+    for i in range(3):
+        t1 = time.perf_counter()
+        q = subprocess.run(
+            [str(BOTRUNNER), "validate", str(d / f"bot{i:04d}.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        singles.append(time.perf_counter() - t1)
+    if p.returncode not in (0,):
+        reason = (p.stdout + p.stderr).strip()[-1200:]
+        return {"status": f"validate exited {p.returncode}", "reason": reason,
+                "files": n, "batch_s": r(batch, 2),
+                "ms_per_file": r(1000 * batch / n, 2)}  # fmt: skip
+    return {
+        "status": "ok",
+        "files": n,
+        "batch_s": r(batch, 2),
+        "ms_per_file": r(1000 * batch / n, 2),
+        "single_file_process_ms": r(1000 * med(singles), 1),
+        "single_exit_code": q.returncode,
+        "note": "`botrunner validate DIR` on generated tutor-like bots (1 in 3 with an HTTP tool); "
+        "per file = whole process time / files, so interpreter start-up is included once",
+    }
+
+
+async def section_reload(cfg, workdir, log_dir, notes) -> dict:
+    """Serve with reload on; edit the system prompt; time until a reply reflects it."""
+    echo = await start_upstream("instant", cfg, log_dir, notes, echo_system=True)
+    peer = BotrunnerPeer("botrunner-reload", "botrunner serve", "hot reload")
+    peer.reload = True
+    peer.bots = {"bench": bot_yaml(system="VERSION-0 You are a concise AI tutor.")}
+    try:
+        await peer.start(echo.url, workdir, log_dir, "reload")
+        path = peer.extra["botdir"] / "bench.yaml"
+        w = peer.worker()
+        lat, served_req_start, misses = [], [], 0
+        for i in range(1, cfg.reload_edits + 1):
+            await asyncio.sleep(0.3)
+            marker = f"VERSION-{i} "
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(bot_yaml(system=marker + "You are a concise AI tutor."))
+            os.replace(tmp, path)
+            t_save = time.perf_counter()
+            deadline = t_save + 10
+            seen = False
+            n = 0
+            while time.perf_counter() < deadline:
+                n += 1
+                t_req = time.perf_counter()
+                t = await w.turn(f"reload-{i}-{n}", "hello", True)
+                if t.ok and marker in t.text:
+                    lat.append((time.perf_counter() - t_save) * 1000)
+                    served_req_start.append((t_req - t_save) * 1000)
+                    seen = True
+                    break
+                await asyncio.sleep(0.005)
+            if not seen:
+                misses += 1
+        await w.close()
+        return {
+            "status": "ok" if lat else "no reply reflected the edit within 10 s",
+            "edits": cfg.reload_edits,
+            "missed": misses,
+            "save_to_first_new_reply_ms": {"p50": r(med(lat)), "max": r(max(lat) if lat else None)},
+            "save_to_request_start_ms_p50": r(med(served_req_start)),
+            "upstream": echo.impl + " --echo system",
+            "note": "file replaced atomically (write + rename, as editors do); polled with one "
+            "turn at a time on a fresh session; the reply echoes the system prompt",
+        }
+    except PeerUnavailable as exc:
+        return {"status": "skipped", "reason": str(exc)[-1500:]}
+    finally:
+        await peer.stop()
+        echo.proc.stop()
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny workload (smoke test), ~30 s")
+    p.add_argument("--force", action="store_true", help="run even when the machine is loaded")
+    p.add_argument("--peers", default=",".join(ALL_PEERS), help="comma list: " + ",".join(ALL_PEERS))  # fmt: skip
+    p.add_argument("--sections", default=",".join(ALL_SECTIONS), help="comma list: " + ",".join(ALL_SECTIONS))  # fmt: skip
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--upstream", choices=["project", "bench"], default="project",
+                   help="project: tests/fake_anthropic.py (fallback: bench/fake_upstream.py)")  # fmt: skip
+    p.add_argument("--no-chart", action="store_true")
+    p.add_argument("--check-load-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--update-readme", action=argparse.BooleanOptionalAction, default=None,
+                   help="rewrite the table in bench/README.md (default: on unless --quick)")  # fmt: skip
+    cfg = p.parse_args(argv)
+    q = cfg.quick
+    cfg.rounds = cfg.rounds or (1 if q else 3)
+    cfg.latency_turns = 3 if q else 20
+    cfg.concurrency = [4] if q else [32, 128]
+    cfg.tput_seconds = 0.5 if q else 3.0
+    cfg.warmup_s = 0.3 if q else 1.0
+    cfg.ttft_ms, cfg.tokens, cfg.token_ms = ("20", "4-8", "1-2") if q else ("250", "16-64", "10-20")
+    cfg.history_sizes = [10, 20] if q else [10, 100, 1000]
+    cfg.history_sessions = 1 if q else 2
+    cfg.history_turns = 2 if q else 5
+    cfg.tool_turns = 2 if q else 15
+    cfg.validate_files = 20 if q else 1000
+    cfg.reload_edits = 1 if q else 5
+    cfg.peer_list = [x for x in cfg.peers.split(",") if x]
+    cfg.section_list = [x for x in cfg.sections.split(",") if x]
+    if cfg.update_readme is None:
+        cfg.update_readme = not q
+    return cfg
+
+
+def versions() -> dict:
+    import anthropic
+    import fastapi
+    import uvicorn
+
+    from bench.peers import _litellm_version, botrunner_version
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "python": platform.python_version(),
+        "anthropic": anthropic.__version__,
+        "fastapi": fastapi.__version__,
+        "uvicorn": uvicorn.__version__,
+        "botrunner": botrunner_version(),
+        "litellm": _litellm_version()
+        if (ROOT / "bench/.venv-litellm/bin/python").exists()
+        else None,
+        "git_commit": commit,
+        "cpu_model": cpu,
+        "cpus": procs.cpu_count(),
+        "kernel": platform.release(),
+    }
+
+
+async def run(cfg: argparse.Namespace) -> dict:
+    t_start = time.perf_counter()
+    log_dir = ROOT / "bench" / "out" / "logs"
+    if log_dir.exists():
+        shutil.rmtree(log_dir, ignore_errors=True)
+    workdir = Path(tempfile.mkdtemp(prefix="botrunner-bench-"))
+    notes: list[str] = []
+    load_before = check_load(cfg.force)
+    results: dict[str, Any] = {
+        "schema": 1,
+        "meta": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "quick": cfg.quick,
+            "load_before": load_before,
+            "versions": versions(),
+        },
+        "config": {
+            k: getattr(cfg, k)
+            for k in (
+                "rounds",
+                "latency_turns",
+                "concurrency",
+                "tput_seconds",
+                "ttft_ms",
+                "tokens",
+                "token_ms",
+                "history_sizes",
+                "validate_files",
+                "peer_list",
+                "section_list",
+            )
+        },  # fmt: skip
+        "peers": {},
+        "latency": {},
+        "throughput": {},
+        "resources": {},
+        "upstream": {},
+        "history": {"status": "not run"},
+        "tool": {"status": "not run"},
+        "validate": {"status": "not run"},
+        "reload": {"status": "not run"},
+        "notes": notes,
+    }
+    status: dict[str, dict] = {}
+    peers = make_peers(cfg.peer_list)
+    try:
+        paced = instant = None
+        if "latency" in cfg.section_list:
+            paced = await start_upstream("paced", cfg, log_dir, notes)
+            log(f"paced upstream: {paced.impl} on {paced.url}")
+            results["latency"] = await phase_latency(peers, paced, cfg, workdir, log_dir, status)
+            results["upstream"]["paced"] = {"impl": paced.impl,
+                                            "max_cpu_pct_of_core": r(paced.max_cpu_pct, 1)}  # fmt: skip
+            paced.proc.stop()
+        need_instant = {"throughput", "history", "tool"} & set(cfg.section_list)
+        if need_instant:
+            instant = await start_upstream("instant", cfg, log_dir, notes)
+            log(f"instant upstream: {instant.impl} on {instant.url}")
+        if "throughput" in cfg.section_list:
+            tput, res = await phase_throughput(peers, instant, cfg, workdir, log_dir, status)
+            results["throughput"], results["resources"] = tput, res
+        br = "botrunner" in cfg.peer_list
+        if br and "history" in cfg.section_list:
+            log("section: history growth")
+            results["history"] = await section_history(cfg, instant, workdir, log_dir)
+        if br and "tool" in cfg.section_list:
+            log("section: tool turn")
+            results["tool"] = await section_tool(cfg, instant, workdir, log_dir)
+        if instant:
+            results["upstream"]["instant"] = {"impl": instant.impl,
+                                              "max_cpu_pct_of_core": r(instant.max_cpu_pct, 1)}  # fmt: skip
+            instant.proc.stop()
+        if br and "validate" in cfg.section_list:
+            log("section: validate")
+            results["validate"] = section_validate(cfg, workdir)
+        if br and "reload" in cfg.section_list:
+            log("section: hot reload")
+            results["reload"] = await section_reload(cfg, workdir, log_dir, notes)
+    finally:
+        for p in peers:
+            await p.stop()
+        procs.kill_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    for p in peers:
+        st = status.get(p.name, {"status": "not run"})
+        st["startup_s"] = r(med(st.get("startup_s", [])), 3) if st.get("startup_s") else None
+        results["peers"][p.name] = {"label": p.label, "note": p.note,
+                                    "persists_history": p.persists_history, **st}  # fmt: skip
+        if p.name in results["resources"]:
+            results["resources"][p.name]["startup_s"] = st["startup_s"]
+    results["meta"]["load_after"] = {"loadavg": procs.loadavg()}
+    results["meta"]["duration_s"] = round(time.perf_counter() - t_start, 1)
+    from bench.report import add_ratios_and_targets
+
+    add_ratios_and_targets(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    if cfg.check_load_only:
+        check_load(cfg.force)
+        return 0
+    procs.install_cleanup()
+    try:
+        results = asyncio.run(run(cfg))
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process started")
+        procs.kill_all()
+        return 130
+    from bench import report
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    report.write_all(results, cfg.out, chart=not cfg.no_chart, update_readme=cfg.update_readme)
+    log(f"done in {results['meta']['duration_s']}s; wrote {cfg.out}/results.json, .md, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

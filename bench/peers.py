@@ -1,0 +1,313 @@
+"""The peers under test: how to start each one against an upstream, and how to talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procs
+from bench.client import Conn, HttpTarget, HttpWorker, SdkTarget, SdkWorker
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_PY = ROOT / ".venv" / "bin" / "python"
+BOTRUNNER = ROOT / ".venv" / "bin" / "botrunner"
+LITELLM = ROOT / "bench" / ".venv-litellm" / "bin" / "litellm"
+MODEL = "claude-sonnet-4-6"
+
+
+class PeerUnavailable(Exception):
+    pass
+
+
+async def wait_http_ok(
+    port: int, path: str, proc: procs.Proc | None, timeout: float, headers=None
+) -> float:
+    """Poll GET path until 200; return the moment (perf_counter) it answered."""
+    deadline = time.perf_counter() + timeout
+    last = "no answer"
+    while time.perf_counter() < deadline:
+        if proc is not None and not proc.alive():
+            raise PeerUnavailable(
+                f"exited with code {proc.popen.returncode} before serving:\n{proc.log_tail()}"
+            )
+        conn = Conn("127.0.0.1", port)
+        try:
+            status, body, _, _ = await asyncio.wait_for(
+                conn.request("GET", path, headers=headers), 2.0
+            )
+            if status == 200:
+                return time.perf_counter()
+            last = f"HTTP {status} {body[:200]!r}"
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            last = f"{type(exc).__name__}"
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.02)
+    tail = proc.log_tail() if proc else ""
+    raise PeerUnavailable(f"not ready after {timeout:.0f}s (last: {last})\n{tail}")
+
+
+@dataclass
+class Peer:
+    name: str
+    label: str
+    note: str
+    persists_history: bool = False
+    proc: procs.Proc | None = None
+    port: int = 0
+    startup_s: float | None = None
+    version: str = ""
+    target: HttpTarget | SdkTarget | None = None
+    unavailable: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self, upstream_url: str, workdir: Path, log_dir: Path, tag: str) -> None:
+        raise NotImplementedError
+
+    def worker(self):
+        assert self.target is not None
+        if isinstance(self.target, SdkTarget):
+            return SdkWorker(self.target)
+        return HttpWorker(self.target)
+
+    async def stop(self) -> None:
+        if isinstance(self.target, SdkTarget):
+            await self.target.aclose()
+        self.target = None
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+
+class DirectPeer(Peer):
+    async def start(self, upstream_url, workdir, log_dir, tag):
+        import anthropic
+
+        self.version = f"anthropic {anthropic.__version__}"
+        self.target = SdkTarget(upstream_url, MODEL)
+        self.startup_s = 0.0
+
+
+class BaselinePeer(Peer):
+    async def start(self, upstream_url, workdir, log_dir, tag):
+        import fastapi
+        import uvicorn
+
+        self.version = f"fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}"
+        self.port = procs.free_port()
+        t0 = time.perf_counter()
+        self.proc = procs.spawn(
+            f"baseline-{tag}",
+            [
+                str(VENV_PY),
+                str(ROOT / "bench/baselines/fastapi_chatbot.py"),
+                "--port",
+                str(self.port),
+            ],
+            env={"ANTHROPIC_BASE_URL": upstream_url, "ANTHROPIC_API_KEY": "test"},
+            log_dir=log_dir,
+        )
+        ready = await wait_http_ok(self.port, "/health", self.proc, 30)
+        self.startup_s = ready - t0
+        self.target = HttpTarget("127.0.0.1", self.port, "ndjson", ndjson_nonstream_field=True)
+
+
+BOT_YAML = """\
+# yaml-language-server: $schema=../schemas/bot.schema.json
+name: {name}
+description: A concise AI tutor (benchmark copy)
+model:
+  provider: anthropic
+  name: {model}
+  max_tokens: 1024
+  temperature: 0.5
+system: |
+  {system}
+  Today is {{{{ today }}}}.
+memory:
+  strategy: {strategy}
+  max_turns: 20
+limits:
+  max_message_chars: 2000
+  per_user:
+    requests_per_minute: 1000000
+    tokens_per_day: 1000000000
+  max_tool_rounds: 5
+retry:
+  max_retries: 0
+  timeout_seconds: 60
+"""
+
+TOOL_YAML = """\
+tools:
+  - name: get_weather
+    description: Get current weather for a city
+    input_schema:
+      type: object
+      properties:
+        city: {{type: string, description: City name}}
+      required: [city]
+    http:
+      method: GET
+      url: http://127.0.0.1:{port}/weather/{{{{ input.city }}}}
+      params: {{units: metric}}
+      timeout_seconds: 10
+"""
+
+
+def bot_yaml(
+    name: str = "bench",
+    strategy: str = "window",
+    system: str = "You are a concise AI tutor.",
+    tool_port: int | None = None,
+) -> str:
+    text = BOT_YAML.format(name=name, model=MODEL, strategy=strategy, system=system)
+    if tool_port:
+        text += TOOL_YAML.format(port=tool_port)
+    return text
+
+
+def botrunner_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"botrunner {version('botrunner')}"
+    except Exception:
+        return "botrunner (not installed)"
+
+
+class BotrunnerPeer(Peer):
+    """`botrunner serve` on a directory of bench bots (SQLite store, limits on, window)."""
+
+    bots: dict[str, str] | None = None  # file stem -> yaml; default: one window bot
+    reload: bool = False
+    protocol: str = "ndjson"
+
+    async def start(self, upstream_url, workdir, log_dir, tag):
+        self.version = botrunner_version()
+        if not BOTRUNNER.exists():
+            raise PeerUnavailable(f"{BOTRUNNER} not found (pip install -e . first)")
+        botdir = workdir / f"bots-{self.name}-{tag}"
+        botdir.mkdir(parents=True, exist_ok=True)
+        for stem, text in (self.bots or {"bench": bot_yaml()}).items():
+            (botdir / f"{stem}.yaml").write_text(text)
+        self.extra["botdir"] = botdir
+        self.port = procs.free_port()
+        argv = [str(BOTRUNNER), "serve", str(botdir), "--port", str(self.port),
+                "--db", str(workdir / f"{self.name}-{tag}.db")]  # fmt: skip
+        if not self.reload:
+            argv.append("--no-reload")
+        t0 = time.perf_counter()
+        self.proc = procs.spawn(
+            f"{self.name}-{tag}",
+            argv,
+            env={"ANTHROPIC_BASE_URL": upstream_url, "ANTHROPIC_API_KEY": "test"},
+            log_dir=log_dir,
+        )
+        ready = await wait_http_ok(self.port, "/readyz", self.proc, 30)
+        self.startup_s = ready - t0
+        self.target = HttpTarget(
+            "127.0.0.1", self.port, self.protocol, model="bench", nonstream_via_openai=True
+        )
+
+
+class LiteLLMPeer(Peer):
+    async def start(self, upstream_url, workdir, log_dir, tag):
+        if not LITELLM.exists():
+            log = ROOT / "bench" / "out" / "litellm-install.log"
+            tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+            raise PeerUnavailable(
+                f"{LITELLM} not found: the LiteLLM install failed or was skipped "
+                f"(bench/out/litellm-install.log) {tail}"
+            )
+        self.version = "litellm " + _litellm_version()
+        key = "sk-bench-" + secrets.token_hex(12)
+        cfg = workdir / f"litellm-{tag}.yaml"
+        cfg.write_text(
+            textwrap.dedent(f"""\
+            model_list:
+              - model_name: bench
+                litellm_params:
+                  model: anthropic/{MODEL}
+                  api_base: {upstream_url}
+                  api_key: test
+            general_settings:
+              master_key: {key}
+            litellm_settings:
+              telemetry: false
+            """)
+        )
+        self.port = procs.free_port()
+        t0 = time.perf_counter()
+        self.proc = procs.spawn(
+            f"litellm-{tag}",
+            [
+                str(LITELLM),
+                "--config",
+                str(cfg),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--num_workers",
+                "1",
+            ],  # fmt: skip
+            env={
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_LOG": "ERROR",
+                "ANTHROPIC_API_KEY": "test",
+            },  # fmt: skip
+            log_dir=log_dir,
+        )
+        ready = await wait_http_ok(
+            self.port, "/health/liveliness", self.proc, 90, {"authorization": f"Bearer {key}"}
+        )
+        self.startup_s = ready - t0
+        self.target = HttpTarget("127.0.0.1", self.port, "openai", model="bench", api_key=key)
+
+
+def _litellm_version() -> str:
+    import subprocess
+
+    py = LITELLM.parent / "python"
+    try:
+        out = subprocess.run(
+            [str(py), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return out.stdout.strip() or "?"
+    except Exception:
+        return "?"
+
+
+def make_peers(names: list[str]) -> list[Peer]:
+    out: list[Peer] = []
+    for n in names:
+        if n == "direct":
+            out.append(DirectPeer("direct", "direct (SDK, floor)",
+                                  "floor: anthropic SDK straight to the upstream; no server"))  # fmt: skip
+        elif n == "botrunner":
+            out.append(BotrunnerPeer("botrunner", "botrunner serve",
+                                     "SQLite history, rate limits on, window memory (20 turns)",
+                                     persists_history=True))  # fmt: skip
+        elif n == "baseline":
+            out.append(BaselinePeer("baseline", "hand-written FastAPI",
+                                    "in-memory dict, history[-20:]; no persistence, no limits"))  # fmt: skip
+        elif n == "litellm":
+            out.append(LiteLLMPeer("litellm", "LiteLLM proxy",
+                                   "stateless proxy: does NOT persist history; no per-user limits "
+                                   "configured"))  # fmt: skip
+        else:
+            sys.exit(f"unknown peer {n!r} (direct, botrunner, baseline, litellm)")
+    return out
