@@ -1,0 +1,187 @@
+"""`botrunner serve PATH`: the bots in PATH (a file or a directory) over HTTP.
+
+Refuses to start when a bot file is invalid (printing the problems as `validate` does), or when
+no API keys are configured and --host is not a loopback address (unless --insecure-no-auth).
+Starts when the model provider is not configured (no ANTHROPIC_API_KEY): it says so on stderr,
+on the chat page and in every chat response (503) until the variable is set.
+
+Shutdown (SIGTERM, Ctrl-C): stop accepting connections, let replies in flight finish within
+--grace seconds (a second Ctrl-C stops at once), then close the engine and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from botrunner import turnlog
+from botrunner.engine import Engine
+from botrunner.livebot import Change, LiveBots
+from botrunner.problems import format_text
+from botrunner.providers.base import ProviderError
+from botrunner.server import Settings, create_app
+from botrunner.server.auth import KeyRing, KeysError, load_keys
+from botrunner.store import open_store
+
+log = logging.getLogger("botrunner.serve")
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(
+    path: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    db: Path = Path("botrunner.db"),
+    reload: bool = True,
+    keys_file: Path | None = None,
+    log_to: str | None = "-",
+    insecure_no_auth: bool = False,
+    grace: float = 30.0,
+    max_body_bytes: int = 64 * 1024,
+) -> int:
+    if not Path(path).exists():
+        _err(f"error: {path}: no such file or directory")
+        return 2
+    live = LiveBots(path)
+    problems = live.load_all()
+    if problems or live.errors:
+        _err(format_text(problems).rstrip("\n"))
+    if live.errors:
+        _err(f"error: {len(live.errors)} bot file(s) have errors; fix them and run again.")
+        return 1
+    if not live.bots:
+        _err(f"error: no bot files (*.yaml, *.yml) in {path}")
+        return 1
+    try:
+        keys = load_keys(keys_file)
+    except KeysError as exc:
+        _err(f"error: {exc}")
+        return 2
+    if not keys and not is_loopback(host) and not insecure_no_auth:
+        _err(
+            f"error: refusing to listen on {host} without API keys: anyone who can reach it "
+            "could use your model budget. Set BOTRUNNER_API_KEYS or pass --keys FILE "
+            "(or --insecure-no-auth if something in front of botrunner checks access)."
+        )
+        return 2
+    turnlog.configure(log_to)
+    return asyncio.run(_serve(live, host, port, db, reload, keys, grace, max_body_bytes))
+
+
+async def _serve(
+    live: LiveBots,
+    host: str,
+    port: int,
+    db: Path | str,
+    reload: bool,
+    keys: KeyRing,
+    grace: float,
+    max_body_bytes: int,
+) -> int:
+    if "://" not in str(db) and str(db) != ":memory:":
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(db)
+    engine = Engine(store)
+    for bot in live.bots.values():
+        try:
+            engine.check(bot)
+        except ProviderError as exc:
+            _err(f"warning: bot '{bot.name}': {exc.message} Chat requests answer 503 until then.")
+    app = create_app(live, engine, Settings(keys=keys, max_body_bytes=max_body_bytes))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=grace,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+    )
+    server = _Server(config)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(_announce(server, live, keys))]
+    if reload:
+        tasks.append(asyncio.create_task(live.watch(_on_change, stop=stop)))
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits when it can't bind; it has already said why
+        return 1
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.gather(*tasks)
+        await engine.aclose()
+        await store.close()
+    return 0 if server.started else 1
+
+
+async def _announce(server: uvicorn.Server, live: LiveBots, keys: KeyRing) -> None:
+    while not server.started:
+        await asyncio.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    auth = f"{len(keys)} API key(s)" if keys else "no API keys"
+    _err(
+        f"botrunner: serving {', '.join(sorted(live.bots))} on http://{shown}:{port} "
+        f"({auth}); chat page at http://{shown}:{port}/"
+    )
+
+
+def _on_change(change: Change) -> None:
+    if change.problems:
+        log.warning(
+            "reload_failed",
+            extra={"fields": {"file": str(change.path), "problems": format_text(change.problems)}},
+        )
+    elif change.bot is not None:
+        fields = {"file": str(change.path), "bot": change.bot.name, "version": change.bot.version}
+        log.info("reloaded", extra={"fields": fields})
+    elif change.removed:
+        log.info("removed", extra={"fields": {"file": str(change.path)}})
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server, but a signal ends `serve()` normally (exit code 0 after a graceful
+    SIGTERM) instead of being re-raised at the process once the server has stopped."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGINT, signal.SIGTERM)
+        for sig in handled:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop now
+        else:
+            self.should_exit = True

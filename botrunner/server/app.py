@@ -1,0 +1,92 @@
+"""The FastAPI app: a transport over the engine. It never parses YAML (bots come from LiveBots)
+and holds no conversation state of its own (that is the engine's store).
+
+    create_app(live, engine, settings) -> FastAPI
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from botrunner.engine import Engine
+from botrunner.livebot import LiveBots
+from botrunner.problems import format_text
+from botrunner.server import chat, errors, openai_compat
+from botrunner.server.auth import KeyRing
+from botrunner.server.metrics import Metrics
+from botrunner.server.middleware import Gate
+
+STATIC = resources.files("botrunner.server") / "static"
+
+
+@dataclass(slots=True)
+class Settings:
+    keys: KeyRing = field(default_factory=KeyRing)
+    # Request bodies above this are refused with 413 before they are read.
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(slots=True)
+class ServerState:
+    live: LiveBots
+    engine: Engine
+    settings: Settings
+    metrics: Metrics
+
+
+def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="botrunner",
+        summary="A YAML bot over HTTP: streamed chat, stored sessions, OpenAI-compatible API.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    state = ServerState(live, engine, settings, Metrics())
+    app.state.botrunner = state
+    errors.install(app)
+    app.add_middleware(Gate, keys=settings.keys, max_body_bytes=settings.max_body_bytes)
+    app.include_router(chat.router)
+    app.include_router(openai_compat.router)
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        return JSONResponse(readiness(live), status_code=200 if live.bots else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        state.metrics.bots_loaded.set(len(live.bots))
+        state.metrics.reload_errors.set(len(live.errors))
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), headers={"cache-control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def readiness(live: LiveBots) -> dict[str, Any]:
+    """Loaded bots, and per file the last reload error exactly as `botrunner validate` prints it."""
+    return {
+        "status": "ready" if live.bots else "no bots loaded",
+        "bots": [
+            {"name": b.name, "version": b.version, "path": str(b.path)}
+            for b in sorted(live.bots.values(), key=lambda b: b.name)
+        ],
+        "errors": [
+            {"file": str(path), "problems": format_text(problems)}
+            for path, problems in sorted(live.errors.items())
+        ],
+    }
