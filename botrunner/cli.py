@@ -6,6 +6,7 @@ Command modules are imported lazily so `botrunner validate` never loads the SDK 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -14,6 +15,103 @@ import click
 @click.version_option(package_name="botrunner")
 def cli() -> None:
     """botrunner: turn a YAML file into a production chatbot."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text: like a compiler; json: a list of objects; github: GitHub Actions annotations.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail on warnings and on ${NAME} variables that are not set (names only, never values).",
+)
+def validate(paths: tuple[str, ...], output_format: str, strict: bool) -> int:
+    """Check bot files: files, directories (every *.yaml / *.yml) and globs.
+
+    Exit code 0 if every file is valid, 1 if any is not, 2 on a usage error.
+    """
+    from botrunner.commands import validate as command
+
+    return command.run(paths, output_format=output_format, strict=strict)
+
+
+@cli.command()
+@click.option("--markdown", is_flag=True, hidden=True, help="Print the Markdown reference.")
+def schema(markdown: bool) -> int:
+    """Print the bot file JSON Schema (for editors and other tools)."""
+    from botrunner.commands import schema as command
+
+    return command.run(markdown=markdown)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port (0: any free port).")
+@click.option(
+    "--db",
+    default="botrunner.db",
+    show_default=True,
+    help="Conversation store: a SQLite file (or a store URL).",
+)
+@click.option("--no-reload", is_flag=True, help="Don't watch the bot files for edits.")
+@click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="API keys file (JSON lines); BOTRUNNER_API_KEYS works too.",
+)
+@click.option(
+    "--log",
+    "log_to",
+    default="-",
+    show_default=True,
+    help="Where the JSON turn log goes: a file, or - for stderr.",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Allow a non-loopback --host without API keys (only behind your own access control).",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds replies in flight may take to finish on shutdown.",
+)
+def serve(
+    path: Path,
+    host: str,
+    port: int,
+    db: str,
+    no_reload: bool,
+    keys_file: Path | None,
+    log_to: str,
+    insecure_no_auth: bool,
+    grace: float,
+) -> int:
+    """Serve the bot in PATH (a bot file or a directory of them) over HTTP."""
+    from botrunner.commands import serve as command
+
+    return command.run(
+        path,
+        host=host,
+        port=port,
+        db=db,
+        reload=not no_reload,
+        keys_file=keys_file,
+        log_to=log_to,
+        insecure_no_auth=insecure_no_auth,
+        grace=grace,
+    )
 
 
 def main() -> None:

@@ -182,7 +182,7 @@ def _number(value: Any) -> str:
 
 
 def _suggest_slug(value: str, pattern: str) -> str:
-    lower = "bot" in pattern and "a-z0-9]" in pattern and "A-Z" not in pattern
+    lower = "A-Z" not in pattern
     slug = value.lower() if lower else value
     slug = re.sub(r"[^a-zA-Z0-9_-]+", "-" if lower else "_", slug).strip("-_")
     return slug[:64]
@@ -319,15 +319,25 @@ class _Checker:
                     (*path, key),
                 )
         elif kind == "required":
+            allowed = list(sub.get("properties", {}))
             for key in err.validator_value:
-                if isinstance(value, dict) and key not in value:
-                    about = subschema((*path, key)).get("description", "")
-                    add(
-                        src.parent_pos(path),
-                        f'"{key}" is missing{_where(path)}',
-                        f"Add {key}: here. {about}".strip(),
-                        (*path, key),
-                    )
+                if not isinstance(value, dict) or key in value:
+                    continue
+                if any(
+                    difflib.get_close_matches(k, allowed, n=1, cutoff=0.6) == [key]
+                    for k in value
+                    if k not in allowed
+                ):
+                    # A misspelling of it is reported as an unknown key with "did you mean".
+                    self.failed.append((*path, key))
+                    continue
+                about = subschema((*path, key)).get("description", "")
+                add(
+                    src.parent_pos(path),
+                    f'"{key}" is missing{_where(path)}',
+                    f"Add {key}: here. {about}".strip(),
+                    (*path, key),
+                )
         elif kind == "type":
             expected = err.validator_value
             names = [expected] if isinstance(expected, str) else list(expected)
@@ -388,7 +398,7 @@ class _Checker:
             suggestion = _suggest_slug(str(value), err.validator_value)
             add(
                 src.node_pos(path),
-                f"{what} {_describe(value)[4:]} is not allowed: "
+                f'{what} "{value}" is not allowed: '
                 f"{sub.get('errorMessage', 'it does not have the expected form')}",
                 f'Try "{suggestion}".' if suggestion else desc,
                 path,
@@ -489,13 +499,17 @@ class _Checker:
 
     def check_model(self) -> None:
         base = self.get(("model", "base_url"))
-        if self.ok(("model", "base_url")) and isinstance(base, str) and "${" not in base:
-            if not re.match(r"https?://[^/?#\s]+", base):
-                self.error(
-                    self.src.node_pos(("model", "base_url")),
-                    "model.base_url must start with https:// (or http://)",
-                    "Write the full address, e.g. https://gateway.example.com",
-                )
+        if (
+            self.ok(("model", "base_url"))
+            and isinstance(base, str)
+            and "${" not in base
+            and not re.match(r"https?://[^/?#\s]+", base)
+        ):
+            self.error(
+                self.src.node_pos(("model", "base_url")),
+                "model.base_url must start with https:// (or http://)",
+                "Write the full address, e.g. https://gateway.example.com",
+            )
         key = self.get(("model", "api_key"))
         if self.ok(("model", "api_key")) and isinstance(key, str) and "${" not in key:
             self.warn(
@@ -529,7 +543,7 @@ class _Checker:
             pos = self.src.node_pos(path)
         else:
             pos = self.src.text_pos(path, exc.line, column)
-        self.error(pos, f"{exc.message} in {display(path)}", exc.hint)
+        self.error(pos, f"{display(path)}: {exc.message}", exc.hint)
 
     def undefined(
         self, path: PathT, found: list[tuple[str, int, int]], allowed: set[str], hint: str
@@ -539,12 +553,13 @@ class _Checker:
                 continue
             close = difflib.get_close_matches(name, sorted(allowed), n=1)
             extra = f' Did you mean "{close[0]}"?' if close else ""
+            first = hint
             if name == "input" and path[0] != "tools":
-                extra = " input is only available in a tool's http settings." + extra
+                first = "input is only available in a tool's http settings. " + hint
             self.error(
                 self.src.text_pos(path, line, col),
                 f'undefined variable "{name}" in {display(path)}',
-                hint + extra,
+                first + extra,
             )
 
     def check_system(self, variables: dict[str, Any]) -> None:
@@ -612,7 +627,7 @@ class _Checker:
             if err.absolute_path and err.absolute_path[-1] == "type":
                 self.error(
                     self.src.node_pos(where),
-                    f"{_describe(err.instance)[4:]} is not a JSON Schema type"
+                    f'"{err.instance}" is not a JSON Schema type'
                     if isinstance(err.instance, str)
                     else f"{display(where)} is not a valid JSON Schema type",
                     "Use one of: string, number, integer, boolean, object, array, null.",

@@ -124,7 +124,7 @@ class Source:
 
 def surprise(node: Node | None) -> str | None:
     """If a plain scalar is one YAML 1.1 reads differently from its text, say how it reads."""
-    if not isinstance(node, ScalarNode) or node.style is not None:
+    if not isinstance(node, ScalarNode) or node.style:  # libyaml marks plain style as ""
         return None
     text = node.value
     if node.tag == _BOOL and text.lower() not in ("true", "false"):
@@ -143,7 +143,7 @@ def surprise(node: Node | None) -> str | None:
 
 def plain_text(node: Node | None) -> str | None:
     """The written text of an unquoted scalar YAML turned into a non-string, else None."""
-    if isinstance(node, ScalarNode) and node.style is None and node.tag in (_BOOL, _INT, _FLOAT):
+    if isinstance(node, ScalarNode) and not node.style and node.tag in (_BOOL, _INT, _FLOAT):
         return node.value
     return None
 

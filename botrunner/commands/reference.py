@@ -1,0 +1,151 @@
+"""Generate docs/bot-reference.md from schemas/bot.schema.json (the single source of truth).
+
+python -m botrunner.commands.reference          # rewrite docs/bot-reference.md
+python -m botrunner.commands.reference --check  # exit 1 if it is out of date
+botrunner schema --markdown                     # print it
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from botrunner.schema import load_schema
+
+DOC_PATH = Path(__file__).resolve().parent.parent.parent / "docs" / "bot-reference.md"
+
+_TYPES = {
+    "string": "text",
+    "integer": "whole number",
+    "number": "number",
+    "boolean": "true / false",
+    "object": "mapping",
+    "array": "list",
+}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return f"`{text}`"
+
+
+def _type(schema: dict[str, Any]) -> str:
+    kind = schema.get("type")
+    if kind is None:
+        return "any"
+    text = _TYPES.get(kind, kind)
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        text = f"list of {_TYPES.get(schema['items'].get('type', ''), 'values')}s"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        inner = schema["additionalProperties"].get("type")
+        if inner:
+            text = f"mapping of {_TYPES.get(inner, inner)}"
+    if "enum" in schema:
+        text = "one of " + ", ".join(_code(v) for v in schema["enum"])
+    rules = []
+    if "minimum" in schema:
+        rules.append(f"≥ {schema['minimum']}")
+    if "exclusiveMinimum" in schema:
+        rules.append(f"> {schema['exclusiveMinimum']}")
+    if "maximum" in schema:
+        rules.append(f"≤ {schema['maximum']}")
+    if "pattern" in schema:
+        rules.append(f"matches {_code(schema['pattern'])}")
+    if rules:
+        text += " (" + ", ".join(rules) + ")"
+    return text
+
+
+def _sections(schema: dict[str, Any], title: str, out: list[dict[str, Any]]) -> None:
+    out.append({"title": title, "schema": schema})
+    for key, sub in schema.get("properties", {}).items():
+        where = f"{title}.{key}" if title else key
+        if sub.get("additionalProperties") is False:
+            _sections(sub, where, out)
+        elif isinstance(sub.get("items"), dict) and sub["items"].get("properties"):
+            _sections(sub["items"], f"{where}[]", out)
+
+
+def render(schema: dict[str, Any] | None = None) -> str:
+    schema = schema if schema is not None else load_schema()
+    lines = [
+        "# Bot file reference",
+        "",
+        "<!-- Generated from schemas/bot.schema.json by `python -m botrunner.commands.reference`."
+        " Do not edit by hand: edit the schema and regenerate. -->",
+        "",
+        f"{schema.get('description', '')}",
+        "",
+        "One YAML file is one bot. Unknown keys are errors at every level; keys starting with "
+        "`x-` are allowed anywhere for your own notes. Check a file with "
+        "`botrunner validate FILE`.",
+        "",
+        "`system` and the texts in a tool's `http` settings are Jinja2 templates "
+        "(`{{ name }}`, `{% if ... %}`). `${NAME}` or "
+        "`${NAME:-default}` reads an environment variable; it is only allowed in "
+        "`model.base_url`, `model.api_key` and a tool's `http` settings, so the model never "
+        "sees a secret.",
+        "",
+    ]
+    sections: list[dict[str, Any]] = []
+    _sections(schema, "", sections)
+    for section in sections:
+        sub = section["schema"]
+        title = section["title"]
+        lines.append(f"## {'`' + title + '`' if title else 'Top level'}")
+        lines.append("")
+        if title and sub.get("description"):
+            lines += [sub["description"], ""]
+        required = set(sub.get("required", []))
+        lines += ["| Key | Type | Default | Description |", "|---|---|---|---|"]
+        for key, prop in sub.get("properties", {}).items():
+            if key in required:
+                default = "**required**"
+            elif "default" in prop:
+                default = _code(prop["default"])
+            else:
+                default = "optional"
+            desc = prop.get("description", "")
+            if prop.get("examples"):
+                desc += " Example: " + ", ".join(_code(e) for e in prop["examples"])
+            link = title + "." + key if title else key
+            nested = prop.get("additionalProperties") is False or (
+                isinstance(prop.get("items"), dict) and prop["items"].get("properties")
+            )
+            name = f"`{key}`"
+            if nested:
+                anchor = link + ("[]" if prop.get("type") == "array" else "")
+                name += f" ([details](#{_anchor(anchor)}))"
+            lines.append(f"| {name} | {_cell(_type(prop))} | {default} | {_cell(desc)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _anchor(title: str) -> str:
+    # GitHub's heading anchors: lowercase, drop punctuation except - and _, spaces to -.
+    return "".join(c for c in title.lower() if c.isalnum() or c in "-_ ").replace(" ", "-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    text = render()
+    if "--check" in argv:
+        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+        if current != text:
+            print(f"{DOC_PATH} is out of date: run python -m botrunner.commands.reference")
+            return 1
+        return 0
+    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DOC_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {DOC_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
