@@ -18,6 +18,40 @@ def cli() -> None:
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text: like a compiler; json: a list of objects; github: GitHub Actions annotations.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail on warnings and on ${NAME} variables that are not set (names only, never values).",
+)
+def validate(paths: tuple[str, ...], output_format: str, strict: bool) -> int:
+    """Check bot files: files, directories (every *.yaml / *.yml) and globs.
+
+    Exit code 0 if every file is valid, 1 if any is not, 2 on a usage error.
+    """
+    from botrunner.commands import validate as command
+
+    return command.run(paths, output_format=output_format, strict=strict)
+
+
+@cli.command()
+@click.option("--markdown", is_flag=True, hidden=True, help="Print the Markdown reference.")
+def schema(markdown: bool) -> int:
+    """Print the bot file JSON Schema (for editors and other tools)."""
+    from botrunner.commands import schema as command
+
+    return command.run(markdown=markdown)
+
+
+@cli.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port (0: any free port).")
