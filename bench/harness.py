@@ -26,13 +26,13 @@ from typing import Any
 from bench import procs
 from bench.client import Conn, HttpTarget, HttpWorker, Turn
 from bench.peers import (
-    BOTRUNNER,
     ROOT,
     VENV_PY,
     BotrunnerPeer,
     Peer,
     PeerUnavailable,
     bot_yaml,
+    botrunner_cmd,
     make_peers,
     wait_http_ok,
 )
@@ -254,7 +254,7 @@ async def start_peers(
         log(f"starting {p.name} against {upstream.mode} upstream")
         try:
             await p.start(upstream.url, workdir, log_dir, tag)
-            warm = await sequential(p, 3, f"warm-{tag}")
+            warm = await sequential(p, 5, f"warm-{tag}")
             bad = [t for t in warm if not t.ok]
             if bad:
                 raise PeerUnavailable(f"warm-up turns failed: {bad[0].error}")
@@ -518,8 +518,6 @@ async def section_tool(cfg, upstream, workdir, log_dir) -> dict:
 
 
 def section_validate(cfg, workdir) -> dict:
-    if not BOTRUNNER.exists():
-        return {"status": "skipped", "reason": f"{BOTRUNNER} missing"}
     d = workdir / "validate-bots"
     d.mkdir(parents=True, exist_ok=True)
     rng = random.Random(5)
@@ -533,17 +531,23 @@ def section_validate(cfg, workdir) -> dict:
     env = dict(os.environ)
     t0 = time.perf_counter()
     p = subprocess.run(
-        [str(BOTRUNNER), "validate", str(d)], capture_output=True, text=True, env=env, timeout=300
+        [*botrunner_cmd(), "validate", str(d)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
     )
     batch = time.perf_counter() - t0
     singles = []
     for i in range(3):
         t1 = time.perf_counter()
         q = subprocess.run(
-            [str(BOTRUNNER), "validate", str(d / f"bot{i:04d}.yaml")],
+            [*botrunner_cmd(), "validate", str(d / f"bot{i:04d}.yaml")],
             capture_output=True,
             text=True,
             timeout=60,
+            cwd=ROOT,
         )
         singles.append(time.perf_counter() - t1)
     if p.returncode not in (0,):

@@ -176,13 +176,23 @@ def bot_yaml(
     return text
 
 
+def botrunner_cmd() -> list[str]:
+    """The console script when installed, else `python -m botrunner` from the checkout."""
+    if BOTRUNNER.exists():
+        return [str(BOTRUNNER)]
+    return [str(VENV_PY), "-m", "botrunner"]
+
+
 def botrunner_version() -> str:
     try:
         from importlib.metadata import version
 
         return f"botrunner {version('botrunner')}"
     except Exception:
-        return "botrunner (not installed)"
+        import re
+
+        m = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+        return f"botrunner {m.group(1) if m else '?'} (checkout)"
 
 
 class BotrunnerPeer(Peer):
@@ -194,15 +204,13 @@ class BotrunnerPeer(Peer):
 
     async def start(self, upstream_url, workdir, log_dir, tag):
         self.version = botrunner_version()
-        if not BOTRUNNER.exists():
-            raise PeerUnavailable(f"{BOTRUNNER} not found (pip install -e . first)")
         botdir = workdir / f"bots-{self.name}-{tag}"
         botdir.mkdir(parents=True, exist_ok=True)
         for stem, text in (self.bots or {"bench": bot_yaml()}).items():
             (botdir / f"{stem}.yaml").write_text(text)
         self.extra["botdir"] = botdir
         self.port = procs.free_port()
-        argv = [str(BOTRUNNER), "serve", str(botdir), "--port", str(self.port),
+        argv = [*botrunner_cmd(), "serve", str(botdir), "--port", str(self.port),
                 "--db", str(workdir / f"{self.name}-{tag}.db")]  # fmt: skip
         if not self.reload:
             argv.append("--no-reload")
@@ -212,6 +220,7 @@ class BotrunnerPeer(Peer):
             argv,
             env={"ANTHROPIC_BASE_URL": upstream_url, "ANTHROPIC_API_KEY": "test"},
             log_dir=log_dir,
+            cwd=ROOT,
         )
         ready = await wait_http_ok(self.port, "/readyz", self.proc, 30)
         self.startup_s = ready - t0
