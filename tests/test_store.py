@@ -4,7 +4,9 @@ search, deletion, migrations, concurrency (group commit) and the opener registry
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -324,3 +326,42 @@ async def test_open_store_registry(tmp_path: Path):
     m = open_store(":memory:")
     await m.open(KEY)
     await m.close()
+
+
+CRASH_SCRIPT = """
+import asyncio, os, signal, sys
+from botrunner.store import SQLiteStore, ConversationKey
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    conv = await store.open(ConversationKey("tutor", "alice", "s1"))
+    turn = await store.begin_turn(conv, [{"type": "text", "text": "acknowledged"}])
+    await store.add_tokens("tutor", "alice", "2025-03-10", 42)
+    print(turn, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit, no flush
+
+asyncio.run(main())
+"""
+
+
+async def test_acknowledged_writes_survive_a_kill(tmp_path: Path):
+    path = tmp_path / "crash.db"
+    root = Path(__file__).resolve().parents[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CRASH_SCRIPT,
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == -9 and out.strip() == b"1"
+    store = SQLiteStore(path)
+    try:
+        assert [(m.turn, m.status, m.content) for m in await store.history(KEY)] == [
+            (1, "pending", text("acknowledged"))
+        ]
+        assert await store.tokens_used("tutor", "alice", "2025-03-10") == 42
+    finally:
+        await store.close()

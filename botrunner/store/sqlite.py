@@ -360,10 +360,24 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_result(result)
 
 
+def _resolve_all(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in outcomes:
+        _resolve(job.future, result, error)
+
+
 def _deliver(job: _Job, result: Any, error: BaseException | None) -> None:
-    # RuntimeError: the caller's event loop is closed, so nobody is waiting.
-    with contextlib.suppress(RuntimeError):
-        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+    _deliver_all([(job, result, error)])
+
+
+def _deliver_all(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Resume the callers: one wake-up per event loop, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, items in by_loop.items():
+        # RuntimeError: that event loop is closed, so nobody is waiting.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve_all, items)
 
 
 class SQLiteStore:
@@ -429,7 +443,15 @@ class SQLiteStore:
                         stop = True
                         break
                     batch.append(item)
-                self._run_batch(conn, batch)
+                try:
+                    self._run_batch(conn, batch)
+                except Exception as exc:  # a bug or a broken connection: never hang callers
+                    log.exception("store batch failed")
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    for job in batch:  # already-resolved futures ignore this
+                        _deliver(job, None, exc)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA optimize")
@@ -451,16 +473,13 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
-            for job in batch:
-                _deliver(job, None, exc)
+            _deliver_all([(job, None, exc) for job in batch])
             return
         for job in batch:
             if not conn.in_transaction:
                 # A previous failure made SQLite roll the whole transaction back: the jobs
                 # done so far lost their writes. Fail them and start again.
-                done = [(j, None, err or _lost()) for j, _, err in done]
-                for j, result, err in done:
-                    _deliver(j, result, err)
+                _deliver_all([(j, None, err or _lost()) for j, _, err in done])
                 done = []
                 try:
                     conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -487,11 +506,9 @@ class SQLiteStore:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            for job, _, err in done:
-                _deliver(job, None, err or exc)
+            _deliver_all([(job, None, err or exc) for job, _, err in done])
             return
-        for job, result, err in done:
-            _deliver(job, result, err)
+        _deliver_all(done)
 
     # -- loop side --------------------------------------------------------------------------
 
