@@ -141,6 +141,8 @@ class HttpTarget:
     # where a non-streamed turn goes when the ndjson endpoint always streams (botrunner: the
     # OpenAI-compatible endpoint)
     nonstream_via_openai: bool = False
+    # botrunner: name the end user, one per simulated user (rate limits are per user)
+    send_user: bool = False
 
     def build(self, session: str, message: str, stream: bool) -> tuple[str, bytes, dict, Any]:
         headers = {"content-type": "application/json"}
@@ -151,6 +153,8 @@ class HttpTarget:
             proto = "openai"
         if proto in ("ndjson", "sse"):
             payload: dict[str, Any] = {"message": message}
+            if self.send_user:
+                payload["user"] = {"id": "user-" + session}
             if not stream and self.ndjson_nonstream_field:
                 payload["stream"] = False
             if proto == "sse":

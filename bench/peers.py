@@ -183,6 +183,24 @@ def botrunner_cmd() -> list[str]:
     return [str(VENV_PY), "-m", "botrunner"]
 
 
+SERVE_SHIM = (
+    "import sys; from pathlib import Path; from botrunner.commands.serve import run; "
+    "sys.exit(run(Path(sys.argv[1]), port=int(sys.argv[2]), db=Path(sys.argv[3]), "
+    "reload=sys.argv[4] == '1'))"
+)
+_SERVE_WIRED: bool | None = None
+
+
+def serve_wired() -> bool:
+    global _SERVE_WIRED
+    if _SERVE_WIRED is None:
+        import subprocess
+
+        p = subprocess.run([*botrunner_cmd(), "serve", "--help"], capture_output=True, cwd=ROOT)
+        _SERVE_WIRED = p.returncode == 0
+    return _SERVE_WIRED
+
+
 def botrunner_version() -> str:
     try:
         from importlib.metadata import version
@@ -210,10 +228,24 @@ class BotrunnerPeer(Peer):
             (botdir / f"{stem}.yaml").write_text(text)
         self.extra["botdir"] = botdir
         self.port = procs.free_port()
-        argv = [*botrunner_cmd(), "serve", str(botdir), "--port", str(self.port),
-                "--db", str(workdir / f"{self.name}-{tag}.db")]  # fmt: skip
-        if not self.reload:
-            argv.append("--no-reload")
+        db = workdir / f"{self.name}-{tag}.db"
+        if serve_wired():
+            argv = [
+                *botrunner_cmd(),
+                "serve",
+                str(botdir),
+                "--port",
+                str(self.port),
+                "--db",
+                str(db),
+            ]
+            if not self.reload:
+                argv.append("--no-reload")
+        else:
+            # Until `serve` is wired into the CLI: the same entry point, called directly.
+            self.extra["started_via"] = "botrunner.commands.serve.run (CLI not wired yet)"
+            argv = [str(VENV_PY), "-c", SERVE_SHIM, str(botdir), str(self.port), str(db),
+                    "1" if self.reload else "0"]  # fmt: skip
         t0 = time.perf_counter()
         self.proc = procs.spawn(
             f"{self.name}-{tag}",
@@ -225,7 +257,12 @@ class BotrunnerPeer(Peer):
         ready = await wait_http_ok(self.port, "/readyz", self.proc, 30)
         self.startup_s = ready - t0
         self.target = HttpTarget(
-            "127.0.0.1", self.port, self.protocol, model="bench", nonstream_via_openai=True
+            "127.0.0.1",
+            self.port,
+            self.protocol,
+            model="bench",
+            nonstream_via_openai=True,
+            send_user=True,
         )
 
 
