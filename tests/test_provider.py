@@ -22,7 +22,7 @@ from fake_anthropic import (
 from botrunner.bot import Bot, Model, Retry
 from botrunner.events import TextDelta, Usage
 from botrunner.providers import aclose_all, get_provider
-from botrunner.providers.anthropic import AnthropicProvider
+from botrunner.providers.anthropic import AnthropicProvider, _Accumulator, _sse_events
 from botrunner.providers.base import AssistantMessage, ModelRequest, ProviderError
 
 KEY = "sk-ant-test-0123456789abcdef"
@@ -455,3 +455,42 @@ def test_importing_providers_does_not_import_the_sdk() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the SSE decoder -------------------------------------------------------------------------
+
+
+class _Body:
+    """Stands in for an httpx response: only `aiter_bytes` is read."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def aiter_bytes(self):  # noqa: ANN201
+        for chunk in self.chunks:
+            yield chunk
+
+
+async def _decode(chunks: list[bytes]) -> list[dict]:
+    return [event async for event in _sse_events(_Body(chunks))]  # type: ignore[arg-type]
+
+
+async def test_sse_decoder_handles_splits_crlf_and_multiline_data() -> None:
+    wire = (
+        b'event: ping\ndata: {"type": "ping"}\n\n'
+        b'event: x\r\ndata: {"type": "a",\r\ndata: "n": 1}\r\n\r\n'
+        b": a comment\n\n"
+        b'data:{"type":"b"}\n\n'
+    )
+    expected = [{"type": "ping"}, {"type": "a", "n": 1}, {"type": "b"}]
+    assert await _decode([wire]) == expected
+    assert await _decode([wire[i : i + 1] for i in range(len(wire))]) == expected
+
+
+async def test_unknown_event_types_are_ignored(fake_anthropic: FakeAnthropic) -> None:
+    # Forward compatibility: new event types must not break the stream.
+    acc = _Accumulator()
+    assert acc.feed({"type": "something_new", "data": 1}) is None
+    fake_anthropic.enqueue(text("fine"))
+    deltas, _ = await run(make_provider(make_bot(fake_anthropic.url)))
+    assert deltas == ["fine"]

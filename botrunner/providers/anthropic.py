@@ -4,8 +4,11 @@ Why our own retry loop (the client is built with `max_retries=0`): retries must 
 first byte of output (a reply already shown to the user is never silently replayed), every wait
 must fit in the turn's deadline, and errors must reach users as short, safe messages.
 
-Raw events (`messages.create(stream=True)`) are accumulated here rather than through the SDK's
-`MessageStream` helper, which rebuilds a snapshot of the whole message on every event.
+The SDK builds and sends the request (auth, headers, base URL, status errors); the SSE body is
+read through `with_streaming_response` and decoded here into plain dicts, then accumulated into
+the final message. That is cheaper than both the SDK's `MessageStream` helper (a snapshot of the
+whole message per event) and its raw event stream (a line-by-line decoder and a pydantic model
+per event): about 3 ms instead of 5 ms of CPU for a 32-token streamed reply.
 """
 
 from __future__ import annotations
@@ -188,15 +191,16 @@ class AnthropicProvider:
             try:
                 # Every await below has its own deadline-bound timeout, never one spanning a
                 # `yield`: a timeout armed across a yield would cancel the consumer instead.
+                request = client.messages.with_streaming_response.create(**params)
                 async with asyncio.timeout_at(loop_deadline):
-                    events = await client.messages.create(**params)
+                    response = await request.__aenter__()
+                events = _sse_events(response.http_response)
                 try:
                     acc = _Accumulator()
-                    iterator = events.__aiter__()
                     while True:
                         async with asyncio.timeout_at(loop_deadline):
                             try:
-                                event = await iterator.__anext__()
+                                event = await events.__anext__()
                             except StopAsyncIteration:
                                 break
                         piece = acc.feed(event)
@@ -205,7 +209,7 @@ class AnthropicProvider:
                             yield TextDelta(piece)
                     message = acc.finish()
                 finally:
-                    await _close_quietly(events)
+                    await _close_quietly(events, request)
             except TimeoutError:
                 raise self._timeout_error(emitted) from None
             except (ProviderError, GeneratorExit, asyncio.CancelledError):
@@ -273,6 +277,8 @@ class AnthropicProvider:
         """A safe error for `exc`, wrapped in _Retryable when another attempt may succeed."""
         if isinstance(exc, anthropic.APIStatusError):
             return self._classify_status(exc)
+        if isinstance(exc, _StreamError):
+            return self._classify_type(_TYPE_STATUS.get(exc.err_type, 500), exc.err_type, None)
         if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
             return _Retryable(ProviderError("timeout", "The model API did not respond in time."))
         if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError | _Cut):
@@ -284,13 +290,15 @@ class AnthropicProvider:
         return ProviderError("upstream", f"The model call failed ({type(exc).__name__}).")
 
     def _classify_status(self, exc: anthropic.APIStatusError) -> ProviderError | _Retryable:
-        status = exc.status_code
         err_type = exc.type if isinstance(exc.type, str) else None
-        if (status < 400 or status == 200) and err_type:  # an SSE `error` event
+        message = exc.api_message if isinstance(exc.api_message, str) else ""
+        return self._classify_type(exc.status_code, err_type, exc.response.headers, message)
+
+    def _classify_type(
+        self, status: int, err_type: str | None, headers: Any, message: str = ""
+    ) -> ProviderError | _Retryable:
+        if status < 400 and err_type:  # an SSE `error` event arrives with status 200
             status = _TYPE_STATUS.get(err_type, 500)
-        headers = exc.response.headers
-        retry_after = _retry_after(headers)
-        should_retry = headers.get("x-should-retry")
         if status in (401, 403):
             what = "rejected the API key" if status == 401 else "refused access with this API key"
             return ProviderError(
@@ -303,14 +311,15 @@ class AnthropicProvider:
         elif status >= 500 or status == 408:
             error = ProviderError("upstream", f"The model API had an error (HTTP {status}).")
         else:
-            return ProviderError("bad_request", self._bad_request(exc, status))
-        if should_retry == "false":
+            return ProviderError("bad_request", self._bad_request(message, status))
+        if headers is None:
+            return _Retryable(error)
+        if headers.get("x-should-retry") == "false":
             return error
-        return _Retryable(error, retry_after)
+        return _Retryable(error, _retry_after(headers))
 
-    def _bad_request(self, exc: anthropic.APIStatusError, status: int) -> str:
-        detail = exc.api_message if isinstance(exc.api_message, str) else ""
-        detail = _safe_summary(detail, secrets=(self.api_key, os.environ.get(ENV_API_KEY)))
+    def _bad_request(self, message: str, status: int) -> str:
+        detail = _safe_summary(message, secrets=(self.api_key, os.environ.get(ENV_API_KEY)))
         what = {
             404: "The model API did not find what was asked for",
             413: "The request is too large for the model API",
@@ -325,8 +334,47 @@ class AnthropicProvider:
         return f" at {url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
+class _StreamError(Exception):
+    """An SSE `error` event: the API failed after the stream started."""
+
+    def __init__(self, err_type: str, message: str) -> None:
+        super().__init__(message)
+        self.err_type = err_type
+
+
+async def _sse_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a Server-Sent Events body, decoded straight from the bytes.
+
+    Cheaper than the SDK's per-line decoder plus a pydantic model per event (about 40% of the
+    CPU of a streamed turn); the payload's own `type` names the event, so the `event:` line is
+    not needed.
+    """
+    buffer = b""
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        start = 0
+        while (end := buffer.find(b"\n\n", start)) >= 0:
+            frame = buffer[start:end]
+            start = end + 2
+            if frame.startswith(b"event: ") and (newline := frame.find(b"\n")) >= 0:
+                line = frame[newline + 1 :]
+                if line.startswith(b"data: ") and b"\n" not in line:
+                    yield json.loads(line[6:])  # the usual shape: one event line, one data line
+                    continue
+            data = [
+                line[5:].removeprefix(b" ")
+                for line in frame.split(b"\n")
+                if line.startswith(b"data:")
+            ]
+            if data:
+                yield json.loads(b"\n".join(data))
+        buffer = buffer[start:]
+
+
 class _Accumulator:
-    """Builds the final message from raw stream events; returns text as it arrives."""
+    """Builds the final message from the raw stream events; returns text as it arrives."""
 
     __slots__ = ("blocks", "parts", "stop_reason", "input_tokens", "output_tokens", "done")
 
@@ -338,67 +386,73 @@ class _Accumulator:
         self.output_tokens = 0
         self.done = False
 
-    def feed(self, event: Any) -> str | None:
-        kind = event.type
+    def feed(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("type")
         if kind == "content_block_delta":
-            delta = event.delta
-            dkind = delta.type
+            delta = event["delta"]
+            dkind = delta.get("type")
             if dkind == "text_delta":
-                self.parts[event.index].append(delta.text)
-                return delta.text
+                piece = delta["text"]
+                self.parts[event["index"]].append(piece)
+                return piece
             if dkind == "input_json_delta":
-                self.parts[event.index].append(delta.partial_json)
+                self.parts[event["index"]].append(delta["partial_json"])
             elif dkind == "thinking_delta":
-                self.parts[event.index].append(delta.thinking)
+                self.parts[event["index"]].append(delta["thinking"])
             elif dkind == "signature_delta":
-                self.blocks[event.index]["signature"] = delta.signature
+                self.blocks[event["index"]]["signature"] = delta["signature"]
             return None
         if kind == "content_block_start":
-            block = event.content_block
-            if block.type == "text":
-                self.blocks[event.index] = {"type": "text", "text": ""}
-            elif block.type == "tool_use":
-                self.blocks[event.index] = {
+            block = event["content_block"]
+            btype = block.get("type")
+            if btype == "text":
+                self.blocks[event["index"]] = {"type": "text", "text": ""}
+            elif btype == "tool_use":
+                self.blocks[event["index"]] = {
                     "type": "tool_use",
-                    "id": block.id,
-                    "name": block.name,
+                    "id": block["id"],
+                    "name": block["name"],
                     "input": {},
                 }
-            elif block.type == "thinking":
-                self.blocks[event.index] = {"type": "thinking", "thinking": "", "signature": ""}
+            elif btype == "thinking":
+                self.blocks[event["index"]] = {"type": "thinking", "thinking": "", "signature": ""}
             else:
-                self.blocks[event.index] = block.to_dict()
-            self.parts[event.index] = []
+                self.blocks[event["index"]] = dict(block)
+            self.parts[event["index"]] = []
             return None
         if kind == "content_block_stop":
-            block = self.blocks[event.index]
-            parts = self.parts.pop(event.index, [])
-            if block["type"] == "text":
+            block = self.blocks[event["index"]]
+            parts = self.parts.pop(event["index"], [])
+            btype = block["type"]
+            if btype == "text":
                 block["text"] = "".join(parts)
-            elif block["type"] == "tool_use":
+            elif btype == "tool_use":
                 raw = "".join(parts)
                 block["input"] = json.loads(raw) if raw else {}
-            elif block["type"] == "thinking":
+            elif btype == "thinking":
                 block["thinking"] = "".join(parts)
             return None
         if kind == "message_start":
-            usage = event.message.usage
-            self.input_tokens = usage.input_tokens or 0
-            self.output_tokens = usage.output_tokens or 0
+            usage = event["message"].get("usage") or {}
+            self.input_tokens = usage.get("input_tokens") or 0
+            self.output_tokens = usage.get("output_tokens") or 0
             return None
         if kind == "message_delta":
-            if event.delta.stop_reason is not None:
-                self.stop_reason = event.delta.stop_reason
-            usage = event.usage
-            if usage is not None:
-                if usage.output_tokens is not None:
-                    self.output_tokens = usage.output_tokens
-                if usage.input_tokens is not None:
-                    self.input_tokens = usage.input_tokens
+            stop_reason = (event.get("delta") or {}).get("stop_reason")
+            if stop_reason is not None:
+                self.stop_reason = stop_reason
+            usage = event.get("usage") or {}
+            if usage.get("output_tokens") is not None:
+                self.output_tokens = usage["output_tokens"]
+            if usage.get("input_tokens") is not None:
+                self.input_tokens = usage["input_tokens"]
             return None
         if kind == "message_stop":
             self.done = True
-        return None
+        elif kind == "error":
+            err = event.get("error") or {}
+            raise _StreamError(str(err.get("type") or "api_error"), str(err.get("message") or ""))
+        return None  # ping, and event types added after this was written
 
     def finish(self) -> AssistantMessage:
         if not self.done:
@@ -410,9 +464,13 @@ class _Accumulator:
         )
 
 
-async def _close_quietly(events: Any) -> None:
-    with contextlib.suppress(Exception):  # the connection is being dropped anyway
-        await events.close()
+async def _close_quietly(*closeables: Any) -> None:
+    for closeable in closeables:
+        with contextlib.suppress(Exception):  # the connection is being dropped anyway
+            if hasattr(closeable, "aclose"):
+                await closeable.aclose()
+            else:
+                await closeable.__aexit__(None, None, None)
 
 
 def _retry_after(headers: Any) -> float | None:
