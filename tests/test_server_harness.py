@@ -19,6 +19,7 @@ import uvicorn
 
 from botrunner.engine import Engine
 from botrunner.livebot import LiveBots
+from botrunner.providers import aclose_all as aclose_providers
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing
 from botrunner.store import open_store
@@ -121,6 +122,7 @@ class ThreadServer:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(watcher, 2)
             await engine.aclose()
+            await aclose_providers()
             await store.close()
 
 

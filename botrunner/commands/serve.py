@@ -26,6 +26,7 @@ from botrunner import turnlog
 from botrunner.engine import Engine
 from botrunner.livebot import Change, LiveBots
 from botrunner.problems import format_text
+from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing, KeysError, load_keys
@@ -135,6 +136,7 @@ async def _serve(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.gather(*tasks)
         await engine.aclose()
+        await aclose_providers()
         await store.close()
     return 0 if server.started else 1
 
