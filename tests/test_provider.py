@@ -494,3 +494,20 @@ async def test_unknown_event_types_are_ignored(fake_anthropic: FakeAnthropic) ->
     fake_anthropic.enqueue(text("fine"))
     deltas, _ = await run(make_provider(make_bot(fake_anthropic.url)))
     assert deltas == ["fine"]
+
+
+async def test_error_event_before_any_text_is_retried(fake_anthropic: FakeAnthropic) -> None:
+    broken = tool_use([("f", {"a": 1}, "toolu_1")]).with_(
+        stream_error_after=1, error_type="overloaded_error", error_message="Overloaded"
+    )
+    fake_anthropic.enqueue(broken, text("second try"))
+    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+    assert "".join(deltas) == "second try"
+    assert len(fake_anthropic.requests) == 2
+
+
+async def test_stream_without_a_key_is_a_config_error(fake_anthropic: FakeAnthropic) -> None:
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, api_key=None)))
+    assert exc.code == "config"
+    assert "ANTHROPIC_API_KEY" in exc.message
+    assert fake_anthropic.requests == []

@@ -180,6 +180,7 @@ class AnthropicProvider:
     async def stream(
         self, request: ModelRequest, *, deadline: float
     ) -> AsyncIterator[TextDelta | AssistantMessage]:
+        self.check()  # a missing key is a clear config error, not a failed request
         client = self._get_client()
         loop = asyncio.get_running_loop()
         # `deadline` is a time.monotonic() value; asyncio wants its loop's clock.
