@@ -441,6 +441,8 @@ class _Checker:
         return len(path) >= 4 and path[2] == "http" and path[3] in ("params", "headers", "body")
 
     def check_env_refs(self, value: Any, path: PathT) -> None:
+        if any(path[: len(bad)] == bad for bad in self.failed):
+            return  # inside a part that failed the schema
         if isinstance(value, dict):
             open_map = self.is_open(path)
             for key, item in value.items():
