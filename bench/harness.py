@@ -486,6 +486,8 @@ async def section_tool(cfg, upstream, workdir, log_dir) -> dict:
         w = peer.worker()
         plain, tool, errs = [], [], []
         ask = "Use get_weather: what is the weather in Paris?"
+        for msg in (MESSAGE, ask):  # warm-up, not measured
+            await w.turn(f"tool-warm-{msg[:3]}", msg, True)
         for i in range(cfg.tool_turns):
             for msg, bucket in ((MESSAGE, plain), (ask, tool)):
                 # fresh session per turn: the tool turn must not see earlier tool results

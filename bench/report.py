@@ -133,9 +133,15 @@ def render_md(res: dict) -> str:
     lines.append("|" + "---|" * 14)
     for name, p in peers.items():
         label = f"**{p['label']}** ({p.get('version', '')})"
+        if p.get("status") == "not run":
+            lines.append(f"| {label} | not run in this invocation (sections: "
+                         f"{', '.join(res.get('config', {}).get('section_list', []))}) |"
+                         + " |" * 12)  # fmt: skip
+            continue
         if p.get("status") != "ok":
             reason = (p.get("reason") or p.get("status") or "").strip().splitlines()
-            lines.append(f"| {label} | SKIPPED: {reason[0][:160] if reason else ''} |"
+            lines.append(f"| {label} | SKIPPED (failed to start; rerun with `bench/run --peers "
+                         f"{name}`): {reason[0][:160] if reason else ''} |"
                          + " |" * 12)  # fmt: skip
             continue
         la_ = lat.get(name, {})
