@@ -192,9 +192,9 @@ class AnthropicProvider:
             try:
                 # Every await below has its own deadline-bound timeout, never one spanning a
                 # `yield`: a timeout armed across a yield would cancel the consumer instead.
-                request = client.messages.with_streaming_response.create(**params)
+                call = client.messages.with_streaming_response.create(**params)
                 async with asyncio.timeout_at(loop_deadline):
-                    response = await request.__aenter__()
+                    response = await call.__aenter__()
                 events = _sse_events(response.http_response)
                 try:
                     acc = _Accumulator()
@@ -210,7 +210,7 @@ class AnthropicProvider:
                             yield TextDelta(piece)
                     message = acc.finish()
                 finally:
-                    await _close_quietly(events, request)
+                    await _close_quietly(events, call)
             except TimeoutError:
                 raise self._timeout_error(emitted) from None
             except (ProviderError, GeneratorExit, asyncio.CancelledError):
