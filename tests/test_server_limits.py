@@ -1,0 +1,67 @@
+"""Per-user limits over HTTP: atomic admission under concurrency, and the daily token budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from fake_anthropic import text
+from test_server_harness import ThreadServer, upstream_env, write_bot
+
+
+def limited_bot(tmp_path, per_user: str):
+    return write_bot(tmp_path, extra=f"limits:\n  per_user:\n{per_user}")
+
+
+async def test_100_simultaneous_requests_admit_exactly_5(tmp_path, fake_anthropic, monkeypatch):
+    upstream_env(monkeypatch, fake_anthropic)
+    fake_anthropic.enqueue(*(text(f"Answer {i}") for i in range(5)))
+    path = limited_bot(tmp_path, "    requests_per_minute: 5\n")
+
+    async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        return await client.post(f"/chat/s{i}", json={"message": f"question {i}"})
+
+    with ThreadServer(path, tmp_path / "bots.db") as srv:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=srv.url, limits=limits, timeout=30) as client:
+            responses = await asyncio.gather(*(one(client, i) for i in range(100)))
+            statuses = sorted(r.status_code for r in responses)
+            assert statuses.count(200) == 5, statuses
+            assert statuses.count(429) == 95
+            for r in responses:
+                if r.status_code == 429:
+                    body = r.json()["error"]
+                    assert body["code"] == "rate_limited" and body["kind"] == "requests"
+                    assert "5 per minute" in body["message"]
+                    assert int(r.headers["retry-after"]) >= 1
+                else:
+                    assert json.loads(r.text.splitlines()[-1])["done"] is True
+            # Refused requests never reached the model and left no history.
+            assert len(fake_anthropic.requests) == 5
+            refused = [i for i, r in enumerate(responses) if r.status_code == 429]
+            history = await client.get(f"/chat/s{refused[0]}")
+            assert history.json()["messages"] == []
+
+
+def test_tokens_per_day_exhausted(tmp_path, fake_anthropic, monkeypatch):
+    upstream_env(monkeypatch, fake_anthropic)
+    fake_anthropic.enqueue(text("A long answer", input_tokens=40, output_tokens=20))
+    path = limited_bot(tmp_path, "    tokens_per_day: 50\n")
+    with ThreadServer(path, tmp_path / "bots.db") as srv, httpx.Client(base_url=srv.url) as client:
+        first = client.post("/chat/t", json={"message": "hi"})
+        assert first.status_code == 200 and '"done":true' in first.text
+        second = client.post("/chat/t", json={"message": "again"})
+        assert second.status_code == 429
+        error = second.json()["error"]
+        assert error["code"] == "rate_limited" and error["kind"] == "tokens"
+        assert "budget of 50 tokens" in error["message"]
+        assert 1 <= int(second.headers["retry-after"]) <= 86400
+        # Another user still has their own budget (no upstream call needed to show the 429
+        # is per user: this one is admitted and reaches the model).
+        fake_anthropic.enqueue(text("Hi other"))
+        other = client.post("/chat/t", json={"message": "hi", "user": {"id": "other"}})
+        assert other.status_code == 200
+        messages = client.get("/chat/t").json()["messages"]
+        assert [m["text"] for m in messages] == ["hi", "A long answer"]
+    assert len(fake_anthropic.requests) == 2
