@@ -37,7 +37,7 @@ from bench.peers import (
     wait_http_ok,
 )
 
-ALL_PEERS = ["direct", "botrunner", "baseline", "litellm"]
+ALL_PEERS = ["direct", "direct-http", "botrunner", "baseline", "litellm"]
 ALL_SECTIONS = ["latency", "throughput", "history", "tool", "validate", "reload"]
 MESSAGE = "Explain gradient descent in two sentences."
 
@@ -308,7 +308,6 @@ async def phase_latency(peers, upstream, cfg, workdir, log_dir, status) -> dict:
         for p in live:
             await p.stop()
     out: dict[str, Any] = {}
-    floor = samples.get("direct")
     for name, s in samples.items():
         res = {
             "samples": s["turns"], "errors": s["errors"],
@@ -316,14 +315,17 @@ async def phase_latency(peers, upstream, cfg, workdir, log_dir, status) -> dict:
             "total_ms": {"p50": r(med(s["round_total_p50"])), "p99": r(pct(s["total"], 99))},
             "cpu_ms_per_turn": r(med(s["cpu"])),
         }  # fmt: skip
-        if floor and name != "direct":
+        for fname, suffix in (("direct", ""), ("direct-http", "_vs_lean_floor")):
+            floor = samples.get(fname)
+            if not floor or name in ("direct", "direct-http"):
+                continue
             # p50: median over rounds of the paired per-round difference; p99: pooled.
             for key, rk in (("ttft", "round_ttft_p50"), ("total", "round_total_p50")):
                 diffs = [a - b for a, b in zip(s[rk], floor[rk], strict=False)
                          if a is not None and b is not None]  # fmt: skip
                 p99 = pct(s[key], 99)
                 f99 = pct(floor[key], 99)
-                res[f"added_{key}_ms"] = {
+                res[f"added_{key}_ms{suffix}"] = {
                     "p50": r(med(diffs)),
                     "p99": r(p99 - f99 if p99 is not None and f99 is not None else None),
                 }

@@ -97,6 +97,17 @@ class DirectPeer(Peer):
         self.startup_s = 0.0
 
 
+class DirectHttpPeer(Peer):
+    """Reference floor: the harness's lean HTTP client straight to the upstream's /v1/messages
+    (the same client as the HTTP peers, so client-side costs cancel out exactly)."""
+
+    async def start(self, upstream_url, workdir, log_dir, tag):
+        self.version = "bench/client.py"
+        port = int(upstream_url.rsplit(":", 1)[1])
+        self.target = HttpTarget("127.0.0.1", port, "anthropic", model=MODEL, api_key="test")
+        self.startup_s = 0.0
+
+
 class BaselinePeer(Peer):
     async def start(self, upstream_url, workdir, log_dir, tag):
         import fastapi
@@ -343,6 +354,10 @@ def make_peers(names: list[str]) -> list[Peer]:
         if n == "direct":
             out.append(DirectPeer("direct", "direct (SDK, floor)",
                                   "floor: anthropic SDK straight to the upstream; no server"))  # fmt: skip
+        elif n == "direct-http":
+            out.append(DirectHttpPeer("direct-http", "direct (lean HTTP client)",
+                                      "reference floor: the bench's own HTTP client straight to "
+                                      "the upstream"))  # fmt: skip
         elif n == "botrunner":
             out.append(BotrunnerPeer("botrunner", "botrunner serve",
                                      "SQLite history, rate limits on, window memory (20 turns)",
@@ -355,5 +370,5 @@ def make_peers(names: list[str]) -> list[Peer]:
                                    "stateless proxy: does NOT persist history; no per-user limits "
                                    "configured"))  # fmt: skip
         else:
-            sys.exit(f"unknown peer {n!r} (direct, botrunner, baseline, litellm)")
+            sys.exit(f"unknown peer {n!r} (direct, direct-http, botrunner, baseline, litellm)")
     return out

@@ -173,6 +173,15 @@ def render_md(res: dict) -> str:
             for n, tp in tput.items()))  # fmt: skip
     lines.append("")
 
+    lean = [f"{n}: TTFT {_f(_get(x, 'added_ttft_ms_vs_lean_floor', 'p50'))} / "
+            f"{_f(_get(x, 'added_ttft_ms_vs_lean_floor', 'p99'))}, total "
+            f"{_f(_get(x, 'added_total_ms_vs_lean_floor', 'p50'))} / "
+            f"{_f(_get(x, 'added_total_ms_vs_lean_floor', 'p99'))}"
+            for n, x in lat.items() if "added_ttft_ms_vs_lean_floor" in x]  # fmt: skip
+    if lean:
+        lines.append("Added ms (p50 / p99) over the lean-client floor `direct-http` instead of the "
+                     "SDK floor (client-side SDK cost taken out): " + "; ".join(lean) + ".")  # fmt: skip
+        lines.append("")
     ratios = res.get("ratios", {})
     rt = ratios.get("throughput_c32_stream", {})
     if rt:
