@@ -764,10 +764,12 @@ class _Checker:
 
 @cache
 def _meta_validator(dialect: Any) -> Any:
-    from jsonschema import Draft202012Validator
+    """Draft 7 unless the tool's schema names its own dialect with `$schema` (fast, and what
+    most editors and the model's API accept)."""
+    from jsonschema import Draft7Validator
     from jsonschema.validators import validator_for
 
-    cls = validator_for(
-        {"$schema": dialect} if isinstance(dialect, str) else {}, default=Draft202012Validator
+    cls = (
+        validator_for({"$schema": dialect}, default=Draft7Validator) if dialect else Draft7Validator
     )
     return cls(cls.META_SCHEMA)
