@@ -24,7 +24,10 @@ from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing
 from botrunner.store import open_store
 
-BOTRUNNER = str(Path(sys.executable).with_name("botrunner"))
+REPO = Path(__file__).resolve().parent.parent
+_EXE = Path(sys.executable).with_name("botrunner")
+# The installed entry point when there is one (`make test`), else the same CLI via -m.
+BOTRUNNER = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "botrunner"]
 
 
 def bot_yaml(name: str = "tutor", system: str = "You are a helpful tutor.", extra: str = "") -> str:
@@ -137,8 +140,9 @@ class ProcessServer:
 
     def __enter__(self) -> ProcessServer:
         self.proc = subprocess.Popen(
-            [BOTRUNNER, "serve", *self.args, "--port", "0"],
+            [*BOTRUNNER, "serve", *self.args, "--port", "0"],
             env=self.env,
+            cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
