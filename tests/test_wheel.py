@@ -1,0 +1,53 @@
+"""The schema ships inside the wheel and is found there, without the checkout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_contains_the_schema_and_it_loads(tmp_path):
+    from hatchling.builders.wheel import WheelBuilder
+
+    builder = WheelBuilder(str(ROOT))
+    (wheel,) = builder.build(directory=str(tmp_path / "dist"), versions=["standard"])
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        assert "botrunner/bot.schema.json" in names
+        packaged = archive.read("botrunner/bot.schema.json").decode("utf-8")
+        archive.extractall(tmp_path / "site")
+    assert packaged == (ROOT / "schemas" / "bot.schema.json").read_text(encoding="utf-8")
+    assert any(name.endswith("entry_points.txt") for name in names)
+
+    bot = tmp_path / "bot.yaml"
+    bot.write_text("name: t\nmodel: {name: m}\nsytem: hi\n", encoding="utf-8")
+    code = (
+        "import sys, botrunner.schema as s, botrunner.loader as l; "
+        "print(s.schema_path()); print(s.load_schema()['title']); "
+        "print(l.check_file(sys.argv[1], env={})[1][0].message)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(bot)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    location, title, message = result.stdout.splitlines()
+    assert Path(location) == tmp_path / "site" / "botrunner" / "bot.schema.json"
+    assert title == json.loads(packaged)["title"]
+    assert message == 'unknown key "sytem"'
+
+
+def test_checkout_falls_back_to_the_schemas_folder():
+    from botrunner.schema import schema_path
+
+    path = schema_path()
+    assert path.name == "bot.schema.json"
+    assert path.read_bytes() == (ROOT / "schemas" / "bot.schema.json").read_bytes()
