@@ -55,6 +55,8 @@ RESERVED_VARIABLES = frozenset((*SYSTEM_VARIABLES, "input"))
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 PathT = tuple[str | int, ...]
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_INPUT_FIELD = re.compile(r"(?<![\w.])input\.([A-Za-z_]\w*)")
 
 
 class BotFileError(Exception):
@@ -607,6 +609,7 @@ class _Checker:
                     names[name] = self.src.node_pos((*base, "name"))[0]
             self.check_input_schema((*base, "input_schema"))
             http = self.check_http((*base, "http"))
+            self.check_input_fields(base)
             if http is not None and self.ok(base):
                 tools.append(
                     Tool(
@@ -641,6 +644,45 @@ class _Checker:
                     "input_schema describes the tool's input in JSON Schema; see "
                     "https://json-schema.org/understanding-json-schema/",
                 )
+
+    def check_input_fields(self, base: PathT) -> None:
+        """Warn about `input.x` in http settings when input_schema has no property x."""
+        schema = self.get((*base, "input_schema"))
+        http = self.get((*base, "http"))
+        if not (isinstance(schema, dict) and isinstance(http, dict)):
+            return
+        props = schema.get("properties")
+        if not isinstance(props, dict) or not self.ok((*base, "input_schema")):
+            return
+        known = sorted(props)
+
+        def walk(value: Any, path: PathT) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if len(path) > len(base) + 1 or not key.startswith("x-"):
+                        walk(item, (*path, key))
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, (*path, index))
+            elif isinstance(value, str) and "input" in value and self.ok(path):
+                for tag in _TAG.finditer(value):
+                    for use in _INPUT_FIELD.finditer(tag.group()):
+                        field = use.group(1)
+                        if field in props:
+                            continue
+                        close = difflib.get_close_matches(field, known, n=1)
+                        hint = (
+                            f"Did you mean input.{close[0]}?"
+                            if close
+                            else (f"input_schema has: {', '.join(known)}." if known else "")
+                        )
+                        self.warn(
+                            self.offset_pos(path, value, tag.start() + use.start(1)),
+                            f"input.{field} is not a property in the input_schema of this tool",
+                            hint,
+                        )
+
+        walk(http, (*base, "http"))
 
     def check_http(self, path: PathT) -> ToolHttp | None:
         http = self.get(path)

@@ -577,7 +577,7 @@ def test_semantic_checks_skip_parts_that_failed_the_schema(tmp_path):
 
 
 def test_other_fields_are_still_checked_when_a_sibling_fails(tmp_path):
-    text = TOOL.replace("url: https://api.example.com/", "url: https://{{ input.x }}/")
+    text = TOOL.replace("url: https://api.example.com/", "url: https://{{ input.city }}/")
     text = text.replace("    http:\n", "    http:\n      method: FETCH\n")
     _, shown, _ = check(tmp_path, text)
     assert [s.split(": error: ")[1][:30] for s in shown] == [
@@ -684,3 +684,16 @@ def test_validate_path_does_not_import_the_sdk_or_web_stack():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_input_field_missing_from_input_schema_is_warned(tmp_path):
+    text = TOOL.replace("{{ input.city }}", "{{ input.citty }}")
+    text += "      params:\n        q: '{{ input.city }}'\n        x: '{{ input.zip }}'\n"
+    bot, shown, problems = check(tmp_path, text)
+    assert shown == [
+        "13:53: warning: input.citty is not a property in the input_schema of this tool",
+        "16:22: warning: input.zip is not a property in the input_schema of this tool",
+    ]
+    assert problems[0].hint == "Did you mean input.city?"
+    assert problems[1].hint == "input_schema has: city."
+    assert bot is not None
