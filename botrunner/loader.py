@@ -305,7 +305,9 @@ class _Checker:
         src = self.src
 
         def add(pos: tuple[int, int], message: str, hint: str, failed: PathT) -> None:
-            self.schema_problems.append(src.problem(pos, message, hint))
+            problem = src.problem(pos, message, hint)
+            if problem not in self.schema_problems:  # e.g. one `required` error per missing key
+                self.schema_problems.append(problem)
             self.failed.append(failed)
 
         if kind == "additionalProperties" and isinstance(value, dict):

@@ -231,7 +231,7 @@ def parse(text: str, file: str) -> Source:
     except yaml.YAMLError as exc:  # pragma: no cover - e.g. reader errors without a mark
         src.problems.append(Problem(file, 1, 1, "error", f"this is not valid YAML: {exc}", ""))
         return src
-    if root is None:
+    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
         src.problems.append(
             Problem(
                 file,
@@ -338,7 +338,14 @@ class _Builder:
         if tag == _INT:
             return _constructor.construct_yaml_int(node)
         if tag == _FLOAT:
-            return _constructor.construct_yaml_float(node)
+            value = _constructor.construct_yaml_float(node)
+            if value != value or value in (float("inf"), float("-inf")):
+                self.error(
+                    node,
+                    f"{node.value} is not a number botrunner can use",
+                    "Write an ordinary number such as 0.5, or put the text in quotes.",
+                )
+            return value
         self.error(
             node, f"unknown YAML tag {tag}", "Remove the !tag; bot files only use plain values."
         )

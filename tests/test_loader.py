@@ -697,3 +697,21 @@ def test_input_field_missing_from_input_schema_is_warned(tmp_path):
     assert problems[0].hint == "Did you mean input.city?"
     assert problems[1].hint == "input_schema has: city."
     assert bot is not None
+
+
+def test_each_missing_key_is_reported_once(tmp_path):
+    _, shown, _ = check(tmp_path, "x-only: 1\n")
+    assert shown == [
+        '1:1: error: "name" is missing',
+        '1:1: error: "model" is missing',
+        '1:1: error: "system" is missing',
+    ]
+
+
+def test_nan_and_infinity_are_rejected(tmp_path):
+    text = MINIMAL.replace("  name: claude", "  temperature: .nan\n  name: claude")
+    assert only(tmp_path, text) == "3:16: error: .nan is not a number botrunner can use"
+
+
+def test_document_marker_only_is_empty(tmp_path):
+    assert only(tmp_path, "---\n") == "1:1: error: the file is empty"
