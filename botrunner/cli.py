@@ -52,6 +52,49 @@ def schema(markdown: bool) -> int:
 
 
 @cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--session", help="Resume (or start) the stored conversation with this name.")
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a template variable declared under `variables:` (repeatable).",
+)
+@click.option(
+    "--db",
+    default="botrunner.db",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Conversation store (a SQLite file).",
+)
+@click.option("--no-reload", is_flag=True, help="Don't watch the bot file for edits.")
+@click.option("--log", "log_to", help="Write the JSON turn log to this file (- for stderr).")
+def chat(
+    path: Path,
+    session: str | None,
+    variables: tuple[str, ...],
+    db: Path,
+    no_reload: bool,
+    log_to: str | None,
+) -> int:
+    """Chat with the bot in PATH in the terminal, or line by line from a pipe."""
+    values: dict[str, str] = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: write it as KEY=VALUE", param_hint="--var")
+        values[name] = value
+    if log_to:
+        from botrunner import turnlog
+
+        turnlog.configure(log_to)
+    from botrunner.commands import chat as command
+
+    return command.run(path, session=session, variables=values, db=db, reload=not no_reload)
+
+
+@cli.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port (0: any free port).")

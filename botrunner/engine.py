@@ -29,11 +29,6 @@ from botrunner.turnlog import TurnRecord, log_turn
 
 # Control characters other than tab and newline (CR is normalised to newline first).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-SUMMARY_INSTRUCTIONS = (
-    "Summarise the conversation below for your own future reference: keep names, facts, "
-    "decisions, open questions and the user's preferences; drop small talk. Write at most "
-    "200 words of plain prose."
-)
 
 
 class InputError(Exception):
@@ -120,10 +115,17 @@ class Engine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def aclose(self) -> None:
-        if self._background:
+    async def drain(self) -> None:
+        """Wait for background work (summaries) to finish."""
+        while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        from botrunner.providers import aclose_all
+
+        await self.drain()
         await self.tools.aclose()
+        await aclose_all()
 
 
 class PreparedTurn:
@@ -165,7 +167,7 @@ class PreparedTurn:
             user=self.user,
         )
         prompt = self.bot.system.render(context)
-        return f"{prompt.rstrip()}\n\n{suffix}" if suffix else prompt
+        return prompt + suffix
 
     async def events(self) -> AsyncIterator[Event]:
         bot, store, conv, turn = self.bot, self.engine.store, self.conv, self.turn
@@ -242,7 +244,9 @@ class PreparedTurn:
 
     async def _finish(self, status: str, usage: Usage) -> None:
         engine, bot = self.engine, self.bot
-        await engine.store.finish_turn(self.conv, self.turn, status)  # type: ignore[arg-type]
+        stored = await engine.store.finish_turn(self.conv, self.turn, status)  # type: ignore[arg-type]
+        if stored is not None and stored != status:
+            self.record.outcome = status = stored
         if usage.input_tokens or usage.output_tokens:
             await engine.limiter.record(bot, self.conv.key.user, usage)
         log_turn(self.record)
@@ -261,7 +265,7 @@ class PreparedTurn:
         request = ModelRequest(
             model=bot.model.name,
             max_tokens=min(bot.model.max_tokens, 1024),
-            system=instructions or SUMMARY_INSTRUCTIONS,
+            system=instructions,
             messages=messages,
         )
         deadline = time.monotonic() + bot.retry.timeout_seconds

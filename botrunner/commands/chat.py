@@ -87,7 +87,7 @@ class Chat:
             )
             return 2
         self.db.parent.mkdir(parents=True, exist_ok=True)
-        store = await open_store(self.db)
+        store = open_store(self.db)
         self.engine = Engine(store)
         try:
             self.engine.check(bot)
