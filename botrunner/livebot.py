@@ -129,10 +129,10 @@ class LiveBots:
         ):
             for path in sorted({Path(name).resolve() for _change, name in batch}):
                 change = self.reload(path)
-                if change.problems:
-                    log.warning("reload failed for %s; keeping the previous version", path)
                 if on_change is not None:
                     on_change(change)
+                elif change.problems:
+                    log.warning("reload failed for %s; keeping the previous version", path)
 
     def _wanted(self, path: Path) -> bool:
         if self.directory_mode:

@@ -230,8 +230,11 @@ class _LineReader:
             self.wanted.clear()
             try:
                 if self.prompt:
-                    line = input(self.prompt)
-                    line += "\n"
+                    # Written by us rather than by input(): readline on a non-main thread
+                    # leaves its prompt unflushed until the line is entered.
+                    sys.stdout.write(self.prompt)
+                    sys.stdout.flush()
+                    line = input() + "\n"
                 else:
                     line = self.stream.readline() or None
             except EOFError:
