@@ -3,23 +3,34 @@
 A call is validated against the tool's `input_schema`, rendered into a request by
 `botrunner.templating` (which keeps the scheme and host literal and encodes every `input`
 value for the place it goes), sent with httpx, and its response read as a capped stream.
-Every failure becomes an `is_error` result the model can read and recover from.
+Every failure becomes an `is_error` result the model can read and recover from; `run` never
+raises (except for cancellation).
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.cookiejar
+import logging
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urljoin
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import jsonschema
 
 from botrunner.bot import Tool
-from botrunner.templating import render_request
+from botrunner.templating import RenderedRequest, render_request
 
 MAX_REDIRECTS = 5
 REDACTED = "[redacted]"
+# How much of an error response's body is shown to the model.
+ERROR_SNIPPET_CHARS = 200
+# Headers that describe a body: dropped when a redirect turns the request into a GET.
+_BODY_HEADERS = ("content-length", "content-type", "transfer-encoding", "content-encoding")
+
+log = logging.getLogger(__name__)
+_S = TypeVar("_S", str, bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +47,41 @@ def redact(text: str, secrets: frozenset[str]) -> str:
     return text
 
 
+def _strip_partial(text: _S, secrets: list[_S]) -> _S:
+    """Drop a tail of `text` that is the start of a secret: what is left of a secret cut in
+    two when a body is truncated. Only for text that was cut; whole secrets are redacted."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        for k in range(len(secret) - 1, 0, -1):
+            if text.endswith(secret[:k]):
+                text = text[: len(text) - k]
+                break
+    return text
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """The client is shared by every bot and user: a cookie one tool server sets for one user
+    must never be sent on another user's call, so none are ever kept."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+class _Refused(Exception):
+    """A call that must not be sent; the message is for the model."""
+
+
 class ToolRunner:
     """Runs tool calls over one shared httpx client (connection pooling across turns)."""
 
     def __init__(self, client: httpx.AsyncClient | None = None) -> None:
-        self._client = client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._client = client or httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+        )
         # Keyed by id(tool); the tool itself is kept so a reused id after a reload can't match.
         self._validators: dict[int, tuple[Tool, Any]] = {}
 
@@ -48,10 +89,16 @@ class ToolRunner:
         await self._client.aclose()
 
     async def run(self, tool: Tool, call_input: Any, secrets: frozenset[str]) -> ToolOutcome:
-        outcome = await self._run(tool, call_input)
+        try:
+            outcome = await self._run(tool, call_input, secrets)
+        except Exception as exc:  # noqa: BLE001 - one bad call must never end the turn
+            log.warning("tool %s failed unexpectedly: %s", tool.name, type(exc).__name__)
+            outcome = ToolOutcome(
+                f"Tool {tool.name} failed unexpectedly ({type(exc).__name__}).", True
+            )
         return ToolOutcome(redact(outcome.content, secrets), outcome.is_error)
 
-    async def _run(self, tool: Tool, call_input: Any) -> ToolOutcome:
+    async def _run(self, tool: Tool, call_input: Any, secrets: frozenset[str]) -> ToolOutcome:
         problem = self._check_input(tool, call_input)
         if problem:
             return ToolOutcome(
@@ -60,28 +107,57 @@ class ToolRunner:
             )
         try:
             rendered = render_request(tool.http, call_input)
+            request = self._build(tool, rendered)
+        except _Refused as exc:
+            return ToolOutcome(
+                f"Invalid input for tool {tool.name}: {exc}. Fix the input and call it again.",
+                is_error=True,
+            )
         except ValueError as exc:
             return ToolOutcome(f"Tool {tool.name} could not build its request: {exc}", True)
-        request = self._client.build_request(
-            rendered.method,
-            rendered.url,
-            params=rendered.params or None,
-            headers=rendered.headers,
-            json=rendered.json,
-            timeout=tool.http.timeout_seconds,
-        )
+        timeout = tool.http.timeout_seconds
         try:
-            return await self._send(tool, request)
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each connect/read; this bounds the whole call, so a
+            # server that trickles bytes can't hold the turn either.
+            async with asyncio.timeout(timeout):
+                return await self._send(tool, request, secrets)
+        except (httpx.TimeoutException, TimeoutError):
             return ToolOutcome(
                 f"Tool {tool.name} timed out: {request.url.host} did not answer within "
-                f"{tool.http.timeout_seconds:g} s.",
+                f"{timeout:g} s.",
                 is_error=True,
             )
         except httpx.HTTPError as exc:
             return ToolOutcome(
                 f"Tool {tool.name} could not reach {request.url.host}: {_short(exc)}.", True
             )
+
+    def _build(self, tool: Tool, rendered: RenderedRequest) -> httpx.Request:
+        # A value of "." or ".." filling a whole segment would be resolved away by the URL
+        # parser (/weather/.. is /), moving the call up the author's path: refuse it.
+        for segment in urlsplit(rendered.url).path.split("/"):
+            if unquote(segment) in (".", ".."):
+                raise _Refused(f'"{unquote(segment)}" cannot be a whole path segment')
+        url = httpx.URL(rendered.url)
+        if rendered.params:
+            # Added to the URL's own query (httpx's `params=` would replace it).
+            extra = str(httpx.QueryParams(rendered.params)).encode("ascii")
+            url = url.copy_with(query=url.query + b"&" + extra if url.query else extra)
+        for name, value in rendered.headers.items():
+            try:
+                value.encode("ascii")
+            except UnicodeEncodeError:
+                raise _Refused(
+                    f'the header "{name}" can only hold ASCII text, and the input put '
+                    "other characters in it"
+                ) from None
+        return self._client.build_request(
+            rendered.method,
+            url,
+            headers=rendered.headers,
+            json=rendered.json,
+            timeout=tool.http.timeout_seconds,
+        )
 
     def _check_input(self, tool: Tool, call_input: Any) -> str | None:
         cached = self._validators.get(id(tool))
@@ -95,14 +171,21 @@ class ToolRunner:
         where = "/".join(str(p) for p in error.absolute_path)
         return f"{error.message} (at '{where}')" if where else error.message
 
-    async def _send(self, tool: Tool, request: httpx.Request) -> ToolOutcome:
+    async def _send(
+        self, tool: Tool, request: httpx.Request, secrets: frozenset[str]
+    ) -> ToolOutcome:
         origin = (request.url.scheme, request.url.host, request.url.port)
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._client.send(request, stream=True)
             try:
                 if not (response.is_redirect and tool.http.follow_redirects):
-                    return await self._read(tool, response)
-                target = httpx.URL(urljoin(str(request.url), response.headers["location"]))
+                    return await self._read(tool, response, secrets)
+                try:
+                    target = request.url.join(response.headers["location"])
+                except (httpx.InvalidURL, ValueError):
+                    return ToolOutcome(
+                        f"Tool {tool.name} was redirected to an invalid address.", True
+                    )
                 if (target.scheme, target.host, target.port) != origin:
                     return ToolOutcome(
                         f"Tool {tool.name} was redirected to another host ({target.host}); "
@@ -111,24 +194,58 @@ class ToolRunner:
                     )
             finally:
                 await response.aclose()
-            method = "GET" if response.status_code in (301, 302, 303) else request.method
-            request = self._client.build_request(
-                method, target, headers=request.headers, timeout=tool.http.timeout_seconds
-            )
+            request = self._redirected(tool, request, response.status_code, target)
         return ToolOutcome(f"Tool {tool.name} was redirected too many times.", True)
 
-    async def _read(self, tool: Tool, response: httpx.Response) -> ToolOutcome:
+    def _redirected(
+        self, tool: Tool, request: httpx.Request, status: int, target: httpx.URL
+    ) -> httpx.Request:
+        """The request to send after a redirect, the way browsers and httpx do it: 307/308
+        repeat the method and body; 301/302 turn a POST (303 anything but HEAD) into a GET
+        without a body."""
+        method, content = request.method, request.content
+        headers = request.headers.copy()
+        del headers["host"]  # set again from the target
+        to_get = (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST")
+        if to_get:
+            method, content = "GET", b""
+            for name in _BODY_HEADERS:
+                headers.pop(name, None)
+        return self._client.build_request(
+            method,
+            target,
+            headers=headers,
+            content=content or None,
+            timeout=tool.http.timeout_seconds,
+        )
+
+    async def _read(
+        self, tool: Tool, response: httpx.Response, secrets: frozenset[str]
+    ) -> ToolOutcome:
         cap = tool.http.max_response_bytes
+        encoding = response.encoding or "utf-8"
+        secret_bytes = [_encode(s, encoding) for s in secrets if s]
+        secret_bytes = [s for s in secret_bytes if s]
+        # Read a little past the cap so a secret that straddles it is seen whole and redacted.
+        limit = cap + max((len(s) for s in secret_bytes), default=0)
         chunks: list[bytes] = []
         size = 0
-        truncated = False
+        complete = True
         async for chunk in response.aiter_bytes():
             chunks.append(chunk)
             size += len(chunk)
-            if size > cap:
-                truncated = True
+            if size > limit:
+                complete = False
                 break
-        body = b"".join(chunks)[:cap].decode(response.encoding or "utf-8", errors="replace")
+        raw = b"".join(chunks)
+        if not complete:
+            raw = _strip_partial(raw[:limit], secret_bytes)
+        for secret in sorted(secret_bytes, key=len, reverse=True):
+            raw = raw.replace(secret, REDACTED.encode())
+        truncated = not complete or len(raw) > cap
+        if len(raw) > cap:
+            raw = _strip_partial(raw[:cap], secret_bytes)
+        body = raw.decode(encoding, errors="replace")
         if response.is_redirect:
             return ToolOutcome(
                 f"Tool {tool.name} got a redirect (HTTP {response.status_code}) and does not "
@@ -136,7 +253,11 @@ class ToolRunner:
                 is_error=True,
             )
         if not response.is_success:
-            snippet = body[:200].strip()
+            body = redact(body, secrets)
+            snippet = body[:ERROR_SNIPPET_CHARS]
+            if len(body) > ERROR_SNIPPET_CHARS:
+                snippet = _strip_partial(snippet, [s for s in secrets if s])
+            snippet = snippet.strip()
             detail = f": {snippet}" if snippet else ""
             return ToolOutcome(
                 f"Tool {tool.name} failed with HTTP {response.status_code}{detail}", True
@@ -144,6 +265,13 @@ class ToolRunner:
         if truncated:
             body += f"\n[response truncated at {cap} bytes]"
         return ToolOutcome(body)
+
+
+def _encode(secret: str, encoding: str) -> bytes:
+    try:
+        return secret.encode(encoding)
+    except (LookupError, UnicodeEncodeError):
+        return secret.encode("utf-8")
 
 
 def _short(exc: Exception) -> str:
