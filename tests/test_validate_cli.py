@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -231,19 +231,17 @@ def test_python_m_botrunner_validate_bots_exits_0():
     assert result.stdout.endswith("files checked: all valid\n")
 
 
-def test_validate_is_fast_on_many_files(tmp_path):
+def test_validate_checks_many_files_in_one_run(tmp_path):
+    # Speed is measured in bench/ (validate-1000), never asserted here: this checks the
+    # many-files path itself (one process, every file reported valid).
     from botrunner.commands.validate import run as validate
 
     source = (ROOT / "bots" / "weather.yaml").read_text(encoding="utf-8")
-    for i in range(200):
-        # Different text in each file, so nothing is served from a cache of identical files.
+    for i in range(50):
         (tmp_path / f"bot{i}.yaml").write_text(source.replace("weather", f"weather{i}"))
-    validate([str(tmp_path / "bot0.yaml")], out=_Null(), err=_Null())  # warm up imports
-    start = time.perf_counter()
-    code = validate([str(tmp_path)], out=_Null(), err=_Null())
-    per_file = (time.perf_counter() - start) / 200
-    assert code == 0
-    assert per_file < 0.020, f"{per_file * 1000:.1f} ms per file"
+    out = io.StringIO()
+    assert validate([str(tmp_path)], out=out, err=_Null()) == 0
+    assert out.getvalue().endswith("50 files checked: all valid\n")
 
 
 class _Null:
