@@ -143,6 +143,7 @@ class HttpTarget:
     nonstream_via_openai: bool = False
     # botrunner: name the end user, one per simulated user (rate limits are per user)
     send_user: bool = False
+    fixed_user: str | None = None
 
     def build(self, session: str, message: str, stream: bool) -> tuple[str, bytes, dict, Any]:
         headers = {"content-type": "application/json"}
@@ -153,7 +154,9 @@ class HttpTarget:
             proto = "openai"
         if proto in ("ndjson", "sse"):
             payload: dict[str, Any] = {"message": message}
-            if self.send_user:
+            if self.fixed_user:
+                payload["user"] = {"id": self.fixed_user}
+            elif self.send_user:
                 payload["user"] = {"id": "user-" + session}
             if not stream and self.ndjson_nonstream_field:
                 payload["stream"] = False

@@ -179,6 +179,9 @@ async def start_upstream(
 # -- measurement -------------------------------------------------------------------------------
 
 
+FOREIGN: list[float] = []  # foreign CPU (cores) during each measured run
+
+
 class Meter:
     """CPU of the process under test, the upstream and this client over one run."""
 
@@ -190,6 +193,8 @@ class Meter:
         self.p0 = procs.cpu_seconds(self.peer.pid) if self.peer.pid else None
         self.u0 = procs.cpu_seconds(self.upstream.proc.pid)
         self.c0 = time.process_time()
+        self.m0 = procs.machine_busy_seconds()
+        self.o0 = procs.own_cpu_seconds()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -197,6 +202,10 @@ class Meter:
         self.peer_cpu = procs.cpu_seconds(self.peer.pid) - self.p0 if self.peer.pid else None
         self.up_cpu = procs.cpu_seconds(self.upstream.proc.pid) - self.u0
         self.client_cpu = time.process_time() - self.c0
+        # CPU used on this machine by processes that are not part of the benchmark, in cores
+        foreign = (procs.machine_busy_seconds() - self.m0) - (procs.own_cpu_seconds() - self.o0)
+        self.foreign_cores = max(0.0, foreign / self.wall) if self.wall else 0.0
+        FOREIGN.append(self.foreign_cores)
         pct_core = 100.0 * self.up_cpu / self.wall if self.wall else 0.0
         self.upstream.max_cpu_pct = max(self.upstream.max_cpu_pct, pct_core)
         self.up_pct = pct_core
@@ -403,68 +412,117 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 STRATEGIES = ["window", "full", "none", "summarize", "retrieval"]
 
 
+HIST_USER = "bench-history"
+
+
+async def _prefill_http(port: int, jobs: list[tuple[str, int, int]]) -> int:
+    """Fallback prefill through the chat API (slow): returns the number of failed turns."""
+    sem = asyncio.Semaphore(8)
+    errors = 0
+
+    async def fill(s: str, size: int, k: int) -> None:
+        nonlocal errors
+        async with sem:
+            w = _hist_worker(port, s)
+            try:
+                for _ in range(size // 2):
+                    t = await w.turn(f"{s}-{size}-{k}", MESSAGE, True)
+                    if not t.ok:
+                        errors += 1
+                        if errors > 20:
+                            return
+            finally:
+                await w.close()
+
+    await asyncio.gather(*(fill(*j) for j in jobs))
+    return errors
+
+
+def _hist_worker(port: int, strategy: str) -> HttpWorker:
+    t = HttpTarget("127.0.0.1", port, "ndjson", chat_path=f"/bots/h-{strategy}/chat/{{session}}")
+    t.fixed_user = HIST_USER
+    return HttpWorker(t)
+
+
+async def _stored_messages(port: int, strategy: str, session: str) -> int | None:
+    conn = Conn("127.0.0.1", port)
+    try:
+        status, body, _, _ = await conn.request(
+            "GET", f"/bots/h-{strategy}/chat/{session}?user={HIST_USER}"
+        )
+        return len(json.loads(body).get("messages", [])) if status == 200 else None
+    except (OSError, ValueError, asyncio.IncompleteReadError):
+        return None
+    finally:
+        await conn.close()
+
+
 async def section_history(cfg, upstream, workdir, log_dir) -> dict:
     """Turn latency with 10/100/1000 stored messages, per memory strategy (c=1, instant)."""
     sizes = cfg.history_sizes
     peer = BotrunnerPeer("botrunner-history", "botrunner serve", "history growth")
     peer.bots = {f"h-{s}": bot_yaml(name=f"h-{s}", strategy=s) for s in STRATEGIES}
+    per = cfg.history_sessions
+    jobs = [(s, size, k) for s in STRATEGIES for size in sizes for k in range(per)]
+    # Prefill through botrunner's own store API before the server opens the file.
+    t0 = time.perf_counter()
+    spec = [[f"h-{s}", HIST_USER, f"{s}-{size}-{k}", size // 2] for s, size, k in jobs]
+    pre = subprocess.run(
+        [
+            str(VENV_PY),
+            str(ROOT / "bench/prefill_store.py"),
+            str(peer.db_path(workdir, "hist")),
+            json.dumps(spec),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    method = "store API (bench/prefill_store.py)"
+    prefill_note = ""
+    if pre.returncode != 0:
+        prefill_note = "store prefill failed: " + (pre.stderr.strip().splitlines() or ["?"])[-1]
+        log(prefill_note)
+        peer.db_path(workdir, "hist").unlink(missing_ok=True)
     try:
         await peer.start(upstream.url, workdir, log_dir, "hist")
     except PeerUnavailable as exc:
         await peer.stop()
         return {"status": "skipped", "reason": str(exc)[-1500:]}
     try:
-        per = cfg.history_sessions
-        # Prefill: sizes[i] stored messages = sizes[i]/2 completed turns, sessions in parallel.
-        jobs = []
-        for s in STRATEGIES:
-            for size in sizes:
-                for k in range(per):
-                    jobs.append((s, size, k))
-        sem = asyncio.Semaphore(8)
-        t0 = time.perf_counter()
-        prefill_errors = 0
-
-        async def fill(s: str, size: int, k: int) -> None:
-            nonlocal prefill_errors
-            async with sem:
-                w = HttpWorker(HttpTarget("127.0.0.1", peer.port, "ndjson",
-                                          chat_path=f"/bots/h-{s}/chat/{{session}}"))  # fmt: skip
-                try:
-                    for _ in range(size // 2):
-                        t = await w.turn(f"{s}-{size}-{k}", MESSAGE, True)
-                        if not t.ok:
-                            prefill_errors += 1
-                            if prefill_errors == 1:
-                                log(f"prefill error: {t.error}")
-                            if prefill_errors > 20:
-                                return
-                finally:
-                    await w.close()
-
-        await asyncio.gather(*(fill(*j) for j in jobs))
+        big = sizes[-1]
+        seen = await _stored_messages(peer.port, "window", f"window-{big}-0")
+        if pre.returncode != 0 or seen != big:
+            if pre.returncode == 0:
+                prefill_note = f"store prefill not visible over HTTP ({seen} of {big} messages)"
+                log(prefill_note)
+            method = "chat API (fallback)"
+            await _prefill_http(peer.port, jobs)
+            seen = await _stored_messages(peer.port, "window", f"window-{big}-0")
         prefill_s = time.perf_counter() - t0
-        log(f"history prefill: {sum(sz // 2 for _, sz, _ in jobs)} turns in {prefill_s:.1f}s")
-        # Measure: each session gets `cfg.history_turns` turns, sizes interleaved.
+        log(f"history prefill via {method}: {sum(sz // 2 for _, sz, _ in jobs)} turns in "
+            f"{prefill_s:.1f}s; window-{big}-0 holds {seen} messages")  # fmt: skip
+        # Measure: each session gets `cfg.history_turns` turns; sizes interleaved.
         lat: dict[str, dict[int, list[float]]] = {s: {z: [] for z in sizes} for s in STRATEGIES}
-        errs = 0
+        errs: list[str] = []
         for k in range(per):
             for s in STRATEGIES:
                 for size in sizes:
-                    w = HttpWorker(HttpTarget("127.0.0.1", peer.port, "ndjson",
-                                              chat_path=f"/bots/h-{s}/chat/{{session}}"))  # fmt: skip
+                    w = _hist_worker(peer.port, s)
                     for _ in range(cfg.history_turns):
                         t = await w.turn(f"{s}-{size}-{k}", MESSAGE, True)
                         if t.ok:
                             lat[s][size].append(t.total * 1000)
                         else:
-                            errs += 1
+                            errs.append(t.error or "?")
                     await w.close()
-        out: dict[str, Any] = {"status": "ok", "prefill_s": r(prefill_s, 1),
-                               "prefill_errors": prefill_errors, "errors": errs,
+        out: dict[str, Any] = {"status": "ok", "prefill": method, "prefill_s": r(prefill_s, 1),
+                               "prefill_note": prefill_note, "verified_messages": seen,
+                               "errors": len(errs), "error_samples": sorted(set(errs))[:3],
                                "unit": "p50 turn latency, ms (instant upstream, c=1)"}  # fmt: skip
         for s in STRATEGIES:
-            row = {str(z): r(pct(lat[s][z], 50)) for z in sizes}
+            row: dict[str, Any] = {str(z): r(pct(lat[s][z], 50)) for z in sizes}
             a, b = pct(lat[s][sizes[0]], 50), pct(lat[s][sizes[-1]], 50)
             row["ratio_last_to_first"] = r(b / a, 3) if a and b else None
             out[s] = row
@@ -785,6 +843,12 @@ async def run(cfg: argparse.Namespace) -> dict:
         if p.name in results["resources"]:
             results["resources"][p.name]["startup_s"] = st["startup_s"]
     results["meta"]["load_after"] = {"loadavg": procs.loadavg()}
+    results["meta"]["foreign_cpu_cores"] = {
+        "median": r(med(FOREIGN), 2),
+        "max": r(max(FOREIGN), 2) if FOREIGN else None,
+        "runs": len(FOREIGN),
+        "note": "CPU used by processes outside the benchmark during measured runs, in cores",
+    }
     results["meta"]["duration_s"] = round(time.perf_counter() - t_start, 1)
     from bench.report import add_ratios_and_targets
 

@@ -231,6 +231,9 @@ class BotrunnerPeer(Peer):
     reload: bool = False
     protocol: str = "ndjson"
 
+    def db_path(self, workdir: Path, tag: str) -> Path:
+        return workdir / f"{self.name}-{tag}.db"
+
     async def start(self, upstream_url, workdir, log_dir, tag):
         self.version = botrunner_version()
         botdir = workdir / f"bots-{self.name}-{tag}"
@@ -239,7 +242,7 @@ class BotrunnerPeer(Peer):
             (botdir / f"{stem}.yaml").write_text(text)
         self.extra["botdir"] = botdir
         self.port = procs.free_port()
-        db = workdir / f"{self.name}-{tag}.db"
+        db = self.db_path(workdir, tag)
         if serve_wired():
             argv = [
                 *botrunner_cmd(),

@@ -177,3 +177,21 @@ def loadavg() -> tuple[float, float, float]:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds all CPUs spent not idle since boot (from /proc/stat)."""
+    vals = list(map(int, Path("/proc/stat").read_text().splitlines()[0].split()[1:]))
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    # guest time is already counted in user/nice
+    return (sum(vals[:8]) - idle) / CLK_TCK
+
+
+def own_cpu_seconds() -> float:
+    """CPU of this harness plus every process tree it started and still runs."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for proc in list(_STARTED):
+        if proc.alive():
+            total += cpu_seconds(proc.pid)
+    return total
