@@ -700,7 +700,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cfg = p.parse_args(argv)
     q = cfg.quick
     cfg.rounds = cfg.rounds or (1 if q else 3)
-    cfg.latency_turns = 3 if q else 20
+    cfg.latency_turns = 3 if q else 16
     cfg.concurrency = [4] if q else [32, 128]
     cfg.tput_seconds = 0.5 if q else 3.0
     cfg.warmup_s = 0.3 if q else 1.0
@@ -750,6 +750,13 @@ def versions() -> dict:
         "cpus": procs.cpu_count(),
         "kernel": platform.release(),
     }
+
+
+def checkpoint(results: dict) -> None:
+    """Write what we have so far, so an interrupted run still leaves its numbers behind."""
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "partial-results.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 async def run(cfg: argparse.Namespace) -> dict:
@@ -806,6 +813,7 @@ async def run(cfg: argparse.Namespace) -> dict:
             results["upstream"]["paced"] = {"impl": paced.impl,
                                             "max_cpu_pct_of_core": r(paced.max_cpu_pct, 1)}  # fmt: skip
             paced.proc.stop()
+            checkpoint(results)
         need_instant = {"throughput", "history", "tool"} & set(cfg.section_list)
         if need_instant:
             instant = await start_upstream("instant", cfg, log_dir, notes)
@@ -813,13 +821,16 @@ async def run(cfg: argparse.Namespace) -> dict:
         if "throughput" in cfg.section_list:
             tput, res = await phase_throughput(peers, instant, cfg, workdir, log_dir, status)
             results["throughput"], results["resources"] = tput, res
+            checkpoint(results)
         br = "botrunner" in cfg.peer_list
         if br and "history" in cfg.section_list:
             log("section: history growth")
             results["history"] = await section_history(cfg, instant, workdir, log_dir)
+            checkpoint(results)
         if br and "tool" in cfg.section_list:
             log("section: tool turn")
             results["tool"] = await section_tool(cfg, instant, workdir, log_dir)
+            checkpoint(results)
         if instant:
             results["upstream"]["instant"] = {"impl": instant.impl,
                                               "max_cpu_pct_of_core": r(instant.max_cpu_pct, 1)}  # fmt: skip
@@ -827,6 +838,7 @@ async def run(cfg: argparse.Namespace) -> dict:
         if br and "validate" in cfg.section_list:
             log("section: validate")
             results["validate"] = section_validate(cfg, workdir)
+            checkpoint(results)
         if br and "reload" in cfg.section_list:
             log("section: hot reload")
             results["reload"] = await section_reload(cfg, workdir, log_dir, notes)
