@@ -26,6 +26,8 @@ MAX_REDIRECTS = 5
 REDACTED = "[redacted]"
 # How much of an error response's body is shown to the model.
 ERROR_SNIPPET_CHARS = 200
+# How long a validation problem may be: jsonschema quotes the offending value in full.
+PROBLEM_CHARS = 300
 # Headers that describe a body: dropped when a redirect turns the request into a GET.
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding", "content-encoding")
 
@@ -168,8 +170,13 @@ class ToolRunner:
         error = jsonschema.exceptions.best_match(cached[1].iter_errors(call_input))
         if error is None:
             return None
+        message = error.message
+        if len(message) > PROBLEM_CHARS:
+            # Keep both ends: the start of the value and what is wrong with it.
+            half = PROBLEM_CHARS // 2
+            message = f"{message[:half]}…{message[-half:]}"
         where = "/".join(str(p) for p in error.absolute_path)
-        return f"{error.message} (at '{where}')" if where else error.message
+        return f"{message} (at '{where}')" if where else message
 
     async def _send(
         self, tool: Tool, request: httpx.Request, secrets: frozenset[str]

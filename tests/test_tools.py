@@ -339,6 +339,19 @@ async def test_invalid_input_is_an_error_the_model_can_act_on_and_nothing_is_sen
     assert tool_server.seen == []
 
 
+async def test_a_huge_invalid_value_gives_a_short_explanation(tmp_path, tool_server, runner):
+    tool, secrets = one_tool(
+        tmp_path,
+        tool_server.url + "/weather/{{ input.city }}",
+        schema="{type: object, properties: {city: {type: string, maxLength: 10}}}",
+    )
+    outcome = await runner.run(tool, {"city": "x" * 100_000}, secrets)
+    assert outcome.is_error
+    assert len(outcome.content) < 500
+    assert "xxx…xxx' is too long (at 'city')" in outcome.content
+    assert "(at 'city')" in outcome.content
+
+
 async def test_valid_input_runs(tmp_path, tool_server, runner):
     tool, secrets = one_tool(
         tmp_path, tool_server.url + "/weather/{{ input.city }}", schema=CITY_SCHEMA
