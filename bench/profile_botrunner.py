@@ -1,0 +1,117 @@
+"""Profile `botrunner serve` under the benchmark's load with py-spy.
+
+    .venv/bin/pip install py-spy
+    .venv/bin/python -m bench.profile_botrunner [--seconds 10] [--concurrency 32] [--plain]
+
+Starts the instant fake upstream and botrunner (as bench/run does), drives streamed turns at the
+given concurrency, records with `py-spy record` meanwhile, and writes bench/out/profile.txt (collapsed
+stacks, for flamegraph.pl or speedscope), then prints the functions with the
+most inclusive and self time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bench import procs
+from bench.harness import closed_loop, parse_args, start_upstream
+from bench.peers import ROOT, make_peers
+
+OUT = ROOT / "bench" / "out"
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--plain", action="store_true", help="non-streamed turns")
+    p.add_argument("--peer", default="botrunner")
+    args = p.parse_args()
+    spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
+    cfg = parse_args(["--quick"])
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="botrunner-prof-"))
+    notes: list[str] = []
+    procs.install_cleanup()
+    up = await start_upstream("instant", cfg, OUT / "logs", notes)
+    peer = make_peers([args.peer])[0]
+    try:
+        await peer.start(up.url, work, OUT / "logs", "prof")
+        await closed_loop(peer, 8, 1.0, "warm", not args.plain)
+        raw = OUT / "profile.txt"
+        rec = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(peer.pid),
+                "--duration",
+                str(int(args.seconds)),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        res = await closed_loop(peer, args.concurrency, args.seconds + 1, "prof", not args.plain)
+        rec.wait(60)
+        print(f"{res['ok']} turns, {res['errors']} errors in {res['elapsed']:.1f}s")
+        if rec.returncode != 0:
+            print("py-spy failed:", rec.stderr.read().decode()[-500:])
+            return
+        summarize(raw)
+    finally:
+        await peer.stop()
+        up.proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def summarize(raw: Path, top: int = 30) -> None:
+    incl: collections.Counter[str] = collections.Counter()
+    self_: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(n)
+        total += count
+        frames = stack.split(";")
+        for f in set(frames):
+            incl[_short(f)] += count
+        self_[_short(frames[-1])] += count
+    print(f"\n{total} samples; inclusive time (top {top}):")
+    for f, c in incl.most_common(top):
+        print(f"  {100 * c / total:5.1f}%  {f}")
+    print(f"\nself time (top {top}):")
+    for f, c in self_.most_common(top):
+        print(f"  {100 * c / total:5.1f}%  {f}")
+
+
+def _short(frame: str) -> str:
+    # "func (path/to/file.py:123)" -> "func (file.py)" keeping the package for botrunner
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path = where.rsplit(":", 1)[0]
+    if "botrunner/" in path:
+        path = "botrunner/" + path.split("botrunner/", 1)[1]
+    elif "site-packages/" in path:
+        path = path.split("site-packages/", 1)[1]
+    else:
+        path = Path(path).name
+    return f"{name} ({path})"
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
