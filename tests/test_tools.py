@@ -8,6 +8,7 @@ actually went over the wire. `tests/test_engine_tools.py` reuses it for whole tu
 from __future__ import annotations
 
 import json
+import re
 import socket
 import textwrap
 import threading
@@ -348,7 +349,7 @@ async def test_a_huge_invalid_value_gives_a_short_explanation(tmp_path, tool_ser
     outcome = await runner.run(tool, {"city": "x" * 100_000}, secrets)
     assert outcome.is_error
     assert len(outcome.content) < 500
-    assert "xxx…xxx' is too long (at 'city')" in outcome.content
+    assert re.search(r"'x+…x+' is too long \(at 'city'\)", outcome.content)
     assert "(at 'city')" in outcome.content
 
 
