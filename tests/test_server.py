@@ -26,7 +26,7 @@ def ndjson(response: httpx.Response) -> list[dict]:
 def test_ndjson_stream(server, fake_anthropic):
     fake_anthropic.enqueue(text("Hello there, student", input_tokens=11, output_tokens=3))
     with (
-        httpx.Client(base_url=server.url) as client,
+        httpx.Client(base_url=server.url, timeout=30) as client,
         client.stream("POST", "/chat/s1", json={"message": "hi"}) as response,
     ):
         assert response.status_code == 200
@@ -43,7 +43,7 @@ def test_ndjson_stream(server, fake_anthropic):
 
 def test_sse_stream_and_long_form(server, fake_anthropic):
     fake_anthropic.enqueue(text("Hi you"))
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         response = client.post(
             "/bots/tutor/chat/s2",
             json={"message": "hello"},
@@ -59,7 +59,7 @@ def test_sse_stream_and_long_form(server, fake_anthropic):
 
 def test_history_get_and_delete(server, fake_anthropic):
     fake_anthropic.enqueue(text("First answer"), text("Second answer"))
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         client.post("/chat/s3", json={"message": "one"})
         client.post("/chat/s3", json={"message": "two"})
         history = client.get("/chat/s3").json()
@@ -79,7 +79,7 @@ def test_history_get_and_delete(server, fake_anthropic):
 
 def test_same_session_two_users_isolated(server, fake_anthropic):
     fake_anthropic.enqueue(text("Hello Alice"), text("Hello Bob"))
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         client.post("/chat/shared", json={"message": "I am Alice", "user": {"id": "alice"}})
         client.post("/chat/shared", json={"message": "I am Bob", "user": {"id": "bob"}})
         bob = client.get("/chat/shared", params={"user": "bob"}).json()["messages"]
@@ -93,7 +93,7 @@ def test_same_session_two_users_isolated(server, fake_anthropic):
 
 
 def test_errors_before_streaming_are_plain_http(server, fake_anthropic):
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         empty = client.post("/chat/s4", json={"message": "   "})
         assert empty.status_code == 400
         assert empty.json()["error"]["code"] == "empty_message"
@@ -119,7 +119,7 @@ def test_errors_before_streaming_are_plain_http(server, fake_anthropic):
 
 
 def test_request_id_echoed_and_generated(server, fake_anthropic):
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         given = client.get("/livez", headers={"X-Request-Id": "abc-123"})
         assert given.headers["x-request-id"] == "abc-123"
         made = client.get("/livez", headers={"X-Request-Id": "bad id\x01"})
@@ -133,7 +133,7 @@ def test_missing_provider_key_is_503_naming_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no SDK profile on disk
     with (
         ThreadServer(write_bot(tmp_path), tmp_path / "bots.db") as srv,
-        httpx.Client(base_url=srv.url) as client,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
     ):
         response = client.post("/chat/s", json={"message": "hi"})
         bots = client.get("/bots").json()["bots"]
@@ -153,7 +153,7 @@ def test_auth_required_with_keys(tmp_path, fake_anthropic, monkeypatch):
     fake_anthropic.enqueue(text("Hi web"), text("Hi carol"))
     with (
         ThreadServer(write_bot(tmp_path), tmp_path / "bots.db", keys=keys) as srv,
-        httpx.Client(base_url=srv.url) as client,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
     ):
         assert client.get("/livez").status_code == 200
         assert client.get("/readyz").status_code == 200
@@ -182,7 +182,7 @@ def test_auth_required_with_keys(tmp_path, fake_anthropic, monkeypatch):
 
 def test_readyz_metrics_bots_and_page(server, fake_anthropic):
     fake_anthropic.enqueue(slow(text("Done now", input_tokens=7, output_tokens=2), ttft=0.05))
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         client.post("/chat/m", json={"message": "hi"})
         ready = client.get("/readyz").json()
         assert ready["bots"][0]["name"] == "tutor" and len(ready["bots"][0]["version"]) == 12
@@ -204,7 +204,7 @@ def test_short_form_needs_exactly_one_bot(tmp_path, fake_anthropic, monkeypatch)
     fake_anthropic.enqueue(text("beta here"))
     with (
         ThreadServer(tmp_path, tmp_path / "bots.db") as srv,
-        httpx.Client(base_url=srv.url) as client,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
     ):
         short = client.post("/chat/s", json={"message": "hi"})
         assert short.status_code == 404

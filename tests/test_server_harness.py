@@ -20,6 +20,7 @@ import uvicorn
 from botrunner.engine import Engine
 from botrunner.livebot import LiveBots
 from botrunner.providers import aclose_all as aclose_providers
+from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing
 from botrunner.store import open_store
@@ -74,7 +75,7 @@ class ThreadServer:
 
     def __enter__(self) -> ThreadServer:
         self._thread.start()
-        if not self._ready.wait(15):
+        if not self._ready.wait(60):
             raise RuntimeError("server did not start")
         if self._error is not None:
             raise self._error
@@ -102,6 +103,9 @@ class ThreadServer:
         self.live = live
         store = open_store(self.db)
         engine = Engine(store)
+        for bot in live.bots.values():  # as `serve` does: loads the provider SDK up front
+            with contextlib.suppress(ProviderError):
+                engine.check(bot)
         app = create_app(live, engine, Settings(keys=self.keys))
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         self._server = server = uvicorn.Server(config)
@@ -148,7 +152,7 @@ class ProcessServer:
             text=True,
         )
         assert self.proc.stderr is not None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
             if not line:

@@ -48,7 +48,10 @@ def test_tokens_per_day_exhausted(tmp_path, fake_anthropic, monkeypatch):
     upstream_env(monkeypatch, fake_anthropic)
     fake_anthropic.enqueue(text("A long answer", input_tokens=40, output_tokens=20))
     path = limited_bot(tmp_path, "    tokens_per_day: 50\n")
-    with ThreadServer(path, tmp_path / "bots.db") as srv, httpx.Client(base_url=srv.url) as client:
+    with (
+        ThreadServer(path, tmp_path / "bots.db") as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
+    ):
         first = client.post("/chat/t", json={"message": "hi"})
         assert first.status_code == 200 and '"done":true' in first.text
         second = client.post("/chat/t", json={"message": "again"})

@@ -20,7 +20,7 @@ def test_client_disconnect_closes_the_turn(tmp_path, fake_anthropic, monkeypatch
     fake_anthropic.enqueue(slow(text(words), token_delay=0.1))
     with (
         ThreadServer(write_bot(tmp_path), tmp_path / "bots.db") as srv,
-        httpx.Client(base_url=srv.url) as client,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
     ):
         with client.stream("POST", "/chat/d", json={"message": "talk"}) as response:
             first = json.loads(next(response.iter_lines()))

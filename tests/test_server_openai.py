@@ -21,7 +21,7 @@ def server(tmp_path, fake_anthropic, monkeypatch):
 
 
 def client(server, key: str = KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=30)
 
 
 def test_models_and_non_streaming(server, fake_anthropic):

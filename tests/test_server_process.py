@@ -32,14 +32,14 @@ def test_history_survives_a_restart(tmp_path, fake_anthropic):
     args = [str(path), "--db", str(db), "--no-reload", "--log", str(tmp_path / "turns.log")]
     fake_anthropic.enqueue(text("Nice to meet you, Ada"), text("You are Ada"))
     with ProcessServer(args, serve_env(fake_anthropic)) as first:
-        reply = httpx.post(first.url + "/chat/p", json={"message": "I am Ada"})
+        reply = httpx.post(first.url + "/chat/p", json={"message": "I am Ada"}, timeout=30)
         assert reply.status_code == 200 and '"done":true' in reply.text
         first.terminate()
         assert first.wait() == 0
     with ProcessServer(args, serve_env(fake_anthropic)) as second:
-        history = httpx.get(second.url + "/chat/p").json()["messages"]
+        history = httpx.get(second.url + "/chat/p", timeout=30).json()["messages"]
         assert [m["text"] for m in history] == ["I am Ada", "Nice to meet you, Ada"]
-        httpx.post(second.url + "/chat/p", json={"message": "Who am I?"})
+        httpx.post(second.url + "/chat/p", json={"message": "Who am I?"}, timeout=30)
         sent = fake_anthropic.requests[-1].messages
         assert [m["role"] for m in sent] == ["user", "assistant", "user"]
         second.terminate()

@@ -17,7 +17,7 @@ def reloading(tmp_path, fake_anthropic, monkeypatch):
     path = write_bot(tmp_path, system="You are version one.")
     with ThreadServer(path, tmp_path / "bots.db", reload=True) as srv:
         time.sleep(0.3)  # let the watcher register before the first edit
-        with httpx.Client(base_url=srv.url) as client:
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
             yield srv, client, path
 
 
