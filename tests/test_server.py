@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from fake_anthropic import slow, text
+from fake_anthropic import slow, stream_error, text
 from test_server_harness import ThreadServer, upstream_env, write_bot
 
 from botrunner.server.auth import load_keys
@@ -211,3 +211,17 @@ def test_short_form_needs_exactly_one_bot(tmp_path, fake_anthropic, monkeypatch)
         assert short.json()["error"]["code"] == "bot_required"
         long = client.post("/bots/beta/chat/s", json={"message": "hi"})
         assert ndjson(long)[-1]["done"] is True
+
+
+def test_upstream_failure_mid_stream_is_an_error_line(server, fake_anthropic):
+    fake_anthropic.enqueue(stream_error(2), text("Recovered"))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        failed = ndjson(client.post("/chat/f", json={"message": "hi"}))
+        assert [e["delta"] for e in failed if "delta" in e] == ["This", " reply"]
+        assert failed[-1]["error"]["code"] and failed[-1]["error"]["message"]
+        assert not any("done" in e for e in failed)
+        # The conversation stays consistent: the next turn works and omits the failed one.
+        assert ndjson(client.post("/chat/f", json={"message": "again"}))[-1]["done"] is True
+        assert len(fake_anthropic.requests[-1].messages) == 1
+        statuses = [m["status"] for m in client.get("/chat/f").json()["messages"]]
+        assert statuses[0] == "error" and statuses[-1] == "ok"
