@@ -83,6 +83,9 @@ class ToolRunner:
             follow_redirects=False,
             trust_env=False,
             cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+            # Bodies are capped after decoding, and one compressed chunk can inflate a
+            # thousandfold: ask for plain bodies (an author's own Accept-Encoding wins).
+            headers={"accept-encoding": "identity"},
         )
         # Keyed by id(tool); the tool itself is kept so a reused id after a reload can't match.
         self._validators: dict[int, tuple[Tool, Any]] = {}

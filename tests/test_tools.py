@@ -797,6 +797,18 @@ async def test_cookies_are_not_kept_between_calls(tmp_path, tool_server, runner)
     assert "cookie" not in tool_server.seen[1].headers
 
 
+async def test_plain_bodies_are_asked_for_unless_the_author_says_otherwise(
+    tmp_path, tool_server, runner
+):
+    tool, secrets = one_tool(tmp_path, tool_server.url + "/echo")
+    await runner.run(tool, {}, secrets)
+    tool, secrets = one_tool(
+        tmp_path, tool_server.url + "/echo", http_extra="    headers: {Accept-Encoding: gzip}\n"
+    )
+    await runner.run(tool, {}, secrets)
+    assert [s.headers["accept-encoding"] for s in tool_server.seen] == ["identity", "gzip"]
+
+
 async def test_parallel_calls_on_one_runner(tmp_path, tool_server, runner):
     import asyncio
 
