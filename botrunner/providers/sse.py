@@ -1,0 +1,41 @@
+"""Server-Sent Events bodies decoded straight from the bytes into their JSON payloads.
+
+Cheaper than the SDK's per-line decoder plus a pydantic model per event (about 40% of the CPU
+of a streamed turn). The payload's own `type` names the event, so the `event:` line is not
+needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx2
+
+
+async def sse_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a Server-Sent Events body, in order. Only `aiter_bytes` is used."""
+    buffer = b""
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        start = 0
+        while (end := buffer.find(b"\n\n", start)) >= 0:
+            frame = buffer[start:end]
+            start = end + 2
+            if frame.startswith(b"event: ") and (newline := frame.find(b"\n")) >= 0:
+                line = frame[newline + 1 :]
+                if line.startswith(b"data: ") and b"\n" not in line:
+                    yield json.loads(line[6:])  # the usual shape: one event line, one data line
+                    continue
+            data = [
+                line[5:].removeprefix(b" ")
+                for line in frame.split(b"\n")
+                if line.startswith(b"data:")
+            ]
+            if data:
+                yield json.loads(b"\n".join(data))
+        buffer = buffer[start:]
