@@ -70,6 +70,8 @@ def test_chat_page_streams_remembers_and_resets(browser, tmp_path, fake_anthropi
         page.locator(".msg.greeting", has_text=GREETING).wait_for()
         assert page.locator(".msg.user").count() == 0
         assert page.locator("#error").is_hidden()
+        # No API keys are configured: nothing asks for one.
+        assert page.locator("#key-form").is_hidden()
 
 
 def test_chat_page_says_what_to_set_without_a_key(browser, tmp_path, monkeypatch):
