@@ -19,7 +19,7 @@ from typing import Any
 
 from botrunner.bot import Bot
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
-from botrunner.limits import Limiter
+from botrunner.limits import Limiter, RateLimited
 from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
@@ -101,11 +101,11 @@ class Engine:
         """prepare() and events() in one call, for callers that stream errors inline."""
         try:
             prepared = await self.prepare(bot, key, message, **options)
-        except InputError as exc:
+        except (InputError, ProviderError) as exc:
             yield Error(exc.code, exc.message)
             return
-        except ProviderError as exc:
-            yield Error(exc.code, exc.message)
+        except RateLimited as exc:
+            yield Error("rate_limited", exc.message)
             return
         async for event in prepared.events():
             yield event

@@ -258,3 +258,14 @@ async def test_missing_api_key_is_reported_before_sending(
     assert "ANTHROPIC_API_KEY" in events[0].message
     assert fake_anthropic.requests == []
     assert await engine.store.history(KEY) == []
+
+
+async def test_rate_limit_is_an_error_event_without_a_model_call(upstream, engine, tmp_path):
+    bot = write_bot(tmp_path, "limits:\n  per_user:\n    requests_per_minute: 1\n")
+    upstream.enqueue(text("first"))
+    reply, _ = await say(engine, bot, "one")
+    assert reply == "first"
+    _, events = await say(engine, bot, "two")
+    assert [type(e) for e in events] == [Error]
+    assert events[0].code == "rate_limited" and "1 per minute" in events[0].message
+    assert len(upstream.requests) == 1
