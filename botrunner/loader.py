@@ -24,7 +24,7 @@ from typing import Any
 from botrunner import yamlsrc
 from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool
 from botrunner.envcheck import check_env_refs, check_env_set, check_model
-from botrunner.envrefs import ENV_REF, resolve_env, substitute_env
+from botrunner.envrefs import ENV_REF, substitute_env
 from botrunner.filecheck import FileCheck, display
 from botrunner.problems import Problem, format_text
 from botrunner.schemacheck import check_schema
@@ -135,7 +135,9 @@ def _build(
     per_user = limits.get("per_user", {})
     retry = data.get("retry", {})
     temperature = model.get("temperature")
-    secrets = {resolve_env(ref.name, ref.default, check.env) for ref in check.env_refs} - {""}
+    # Only values that come from the environment are secret: a `${NAME:-default}` default is
+    # written in the file for everyone to read, and redacting it would garble tool results.
+    secrets = {check.env.get(ref.name, "") for ref in check.env_refs} - {""}
     return Bot(
         name=data["name"],
         model=Model(

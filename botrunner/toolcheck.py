@@ -75,7 +75,9 @@ def _check_input_schema(check: FileCheck, path: PathT) -> None:
     schema = check.get(path)
     if not isinstance(schema, dict) or not check.ok(path):
         return
-    validator = _meta_validator(schema.get("$schema"))
+    dialect = schema.get("$schema")
+    # A non-string `$schema` is reported by the Draft 7 metaschema itself.
+    validator = _meta_validator(dialect if isinstance(dialect, str) else None)
     for err in sorted(validator.iter_errors(schema), key=lambda e: list(e.absolute_path))[:5]:
         where = (*path, *err.absolute_path)
         if err.absolute_path and err.absolute_path[-1] == "type":

@@ -617,7 +617,8 @@ def test_env_refs_secrets_and_resolution(tmp_path):
         ("GATEWAY", "https://gateway.example.com", 5, 13),
         ("TOOL_TOKEN", None, 13, 31),
     ]
-    assert bot.secrets == {"sk-secret", "https://gateway.example.com", "tok{{ 7*7 }}"}
+    # Defaults are written in the file for all to read: only environment values are secret.
+    assert bot.secrets == {"sk-secret", "tok{{ 7*7 }}"}
     # A secret containing "{{" is never compiled; "${X}" in the model's input is never expanded.
     request = render_request(bot.tools[0].http, {})
     assert request.headers == {"Authorization": "Bearer tok{{ 7*7 }}"}
@@ -628,7 +629,7 @@ def test_missing_env_is_fine_unless_strict(tmp_path):
     assert shown == []
     assert bot.model.api_key is None
     assert bot.model.api_key_env == "MY_KEY"
-    assert bot.secrets == {"https://gateway.example.com"}
+    assert bot.secrets == frozenset()
     _, shown, problems = check(tmp_path, ENV_BOT, env={"MY_KEY": "sk-x"}, strict=True)
     assert shown == ["13:31: error: the environment variable TOOL_TOKEN is not set"]
     assert "sk-x" not in format_text(problems)
@@ -715,3 +716,11 @@ def test_nan_and_infinity_are_rejected(tmp_path):
 
 def test_document_marker_only_is_empty(tmp_path):
     assert only(tmp_path, "---\n") == "1:1: error: the file is empty"
+
+
+def test_non_string_dialect_in_input_schema_is_a_problem_not_a_crash(tmp_path):
+    source = ENV_BOT.replace(
+        "description: d\n", "description: d\n    input_schema: {type: object, $schema: [1]}\n"
+    )
+    _, shown, _ = check(tmp_path, source, env={})
+    assert len(shown) == 1 and "input_schema is not a valid JSON Schema" in shown[0]
