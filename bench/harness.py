@@ -117,7 +117,8 @@ class Upstream:
     def __init__(self, proc: procs.Proc, port: int, impl: str, mode: str) -> None:
         self.proc, self.port, self.impl, self.mode = proc, port, impl, mode
         self.url = f"http://127.0.0.1:{port}"
-        self.max_cpu_pct = 0.0  # of one core, over any measured run
+        self.max_cpu_pct = 0.0  # of one core, over any measured run of a server peer
+        self.ceiling_cpu_pct = 0.0  # during the direct-http (rig ceiling) runs
 
 
 async def _probe_upstream(port: int, proc: procs.Proc) -> None:
@@ -148,7 +149,13 @@ async def _probe_upstream(port: int, proc: procs.Proc) -> None:
 
 
 async def start_upstream(
-    mode: str, cfg: argparse.Namespace, log_dir: Path, notes: list[str], *, echo_system=False
+    mode: str,
+    cfg: argparse.Namespace,
+    log_dir: Path,
+    notes: list[str],
+    *,
+    echo_system: bool = False,
+    suffix: str = "",
 ) -> Upstream:
     """The project's fake (tests/fake_anthropic.py) unless told otherwise or unless it fails;
     bench/fake_upstream.py (same CLI) otherwise. echo_system needs the bench one."""
@@ -162,7 +169,7 @@ async def start_upstream(
     candidates.append(("bench/fake_upstream.py", [str(VENV_PY), str(ROOT / "bench/fake_upstream.py")], bench_extra))  # fmt: skip
     for impl, base, extra in candidates:
         port = procs.free_port()
-        name = f"upstream-{mode}{'-echo' if echo_system else ''}"
+        name = f"upstream-{mode}{'-echo' if echo_system else ''}{'-' + suffix if suffix else ''}"
         proc = procs.spawn(
             name, [*base, "--port", str(port), "--mode", mode, *paced, *extra], log_dir=log_dir
         )
@@ -207,7 +214,10 @@ class Meter:
         self.foreign_cores = max(0.0, foreign / self.wall) if self.wall else 0.0
         FOREIGN.append(self.foreign_cores)
         pct_core = 100.0 * self.up_cpu / self.wall if self.wall else 0.0
-        self.upstream.max_cpu_pct = max(self.upstream.max_cpu_pct, pct_core)
+        if self.peer.name == "direct-http":  # the rig-ceiling run saturates it on purpose
+            self.upstream.ceiling_cpu_pct = max(self.upstream.ceiling_cpu_pct, pct_core)
+        else:
+            self.upstream.max_cpu_pct = max(self.upstream.max_cpu_pct, pct_core)
         self.up_pct = pct_core
 
 
@@ -254,12 +264,18 @@ async def closed_loop(peer: Peer, conc: int, seconds: float, tag: str, stream: b
 
 
 async def start_peers(
-    peers: list[Peer], upstream: Upstream, workdir: Path, log_dir: Path, tag: str, status: dict
+    peers: list[Peer],
+    upstreams: Upstream | dict[str, Upstream],
+    workdir: Path,
+    log_dir: Path,
+    tag: str,
+    status: dict,
 ) -> list[Peer]:
     live = []
     for p in peers:
         if p.name in status and status[p.name]["status"] != "ok":
             continue
+        upstream = upstreams[p.name] if isinstance(upstreams, dict) else upstreams
         log(f"starting {p.name} against {upstream.mode} upstream")
         try:
             await p.start(upstream.url, workdir, log_dir, tag)
@@ -280,12 +296,20 @@ async def start_peers(
     return live
 
 
-async def phase_latency(peers, upstream, cfg, workdir, log_dir, status) -> dict:
-    live = await start_peers(peers, upstream, workdir, log_dir, "lat", status)
+async def phase_latency(peers, cfg, workdir, log_dir, status, notes) -> tuple[dict, dict]:
+    """Concurrency 1 on the paced upstream. Each peer gets its own instance of the paced upstream
+    with the same seed and the same number of requests in the same order, so the i-th measured
+    turn of every peer draws the same token count and pacing: turns are compared pairwise."""
+    ups: dict[str, Upstream] = {}
+    for p in peers:
+        ups[p.name] = await start_upstream("paced", cfg, log_dir, notes, suffix=p.name)
+    log(f"paced upstreams: {next(iter(ups.values())).impl}, one per peer, same seed")
+    live = await start_peers(peers, ups, workdir, log_dir, "lat", status)
     samples: dict[str, dict[str, list]] = {
         p.name: {
             "ttft": [],
             "total": [],
+            "seq": [],
             "round_ttft_p50": [],
             "round_total_p50": [],
             "errors": 0,
@@ -298,9 +322,10 @@ async def phase_latency(peers, upstream, cfg, workdir, log_dir, status) -> dict:
         for rnd in range(cfg.rounds):
             order = live[rnd % len(live) :] + live[: rnd % len(live)] if live else []
             for p in order:
-                with Meter(p, upstream) as m:
+                with Meter(p, ups[p.name]) as m:
                     turns = await sequential(p, cfg.latency_turns, f"lat-r{rnd}")
                 s = samples[p.name]
+                s["seq"] += turns
                 good = [t for t in turns if t.ok]
                 s["errors"] += len(turns) - len(good)
                 ttft = [t.ttft * 1000 for t in good if t.ttft is not None]
@@ -316,6 +341,8 @@ async def phase_latency(peers, upstream, cfg, workdir, log_dir, status) -> dict:
     finally:
         for p in live:
             await p.stop()
+        for u in ups.values():
+            u.proc.stop()
     out: dict[str, Any] = {}
     for name, s in samples.items():
         res = {
@@ -328,18 +355,33 @@ async def phase_latency(peers, upstream, cfg, workdir, log_dir, status) -> dict:
             floor = samples.get(fname)
             if not floor or name in ("direct", "direct-http"):
                 continue
-            # p50: median over rounds of the paired per-round difference; p99: pooled.
-            for key, rk in (("ttft", "round_ttft_p50"), ("total", "round_total_p50")):
-                diffs = [a - b for a, b in zip(s[rk], floor[rk], strict=False)
-                         if a is not None and b is not None]  # fmt: skip
-                p99 = pct(s[key], 99)
-                f99 = pct(floor[key], 99)
+            paired = len(s["seq"]) == len(floor["seq"])
+            for key in ("ttft", "total"):
+                if paired:
+                    # the same upstream draws turn by turn: median of per-turn differences
+                    diffs = [
+                        (getattr(a, key) - getattr(b, key)) * 1000
+                        for a, b in zip(s["seq"], floor["seq"], strict=True)
+                        if a.ok and b.ok and getattr(a, key) is not None
+                        and getattr(b, key) is not None
+                    ]  # fmt: skip
+                else:  # fall back to per-round p50 differences
+                    rk = f"round_{key}_p50"
+                    diffs = [a - b for a, b in zip(s[rk], floor[rk], strict=False)
+                             if a is not None and b is not None]  # fmt: skip
+                p99, f99 = pct(s[key], 99), pct(floor[key], 99)
                 res[f"added_{key}_ms{suffix}"] = {
                     "p50": r(med(diffs)),
                     "p99": r(p99 - f99 if p99 is not None and f99 is not None else None),
+                    "paired_turns": len(diffs) if paired else 0,
                 }
         out[name] = res
-    return out
+    up_info = {
+        "impl": next(iter(ups.values())).impl if ups else None,
+        "instances": len(ups),
+        "max_cpu_pct_of_core": r(max((u.max_cpu_pct for u in ups.values()), default=0), 1),
+    }
+    return out, up_info
 
 
 async def phase_throughput(peers, upstream, cfg, workdir, log_dir, status) -> tuple[dict, dict]:
@@ -506,17 +548,18 @@ async def section_history(cfg, upstream, workdir, log_dir) -> dict:
         # Measure: each session gets `cfg.history_turns` turns; sizes interleaved.
         lat: dict[str, dict[int, list[float]]] = {s: {z: [] for z in sizes} for s in STRATEGIES}
         errs: list[str] = []
-        for k in range(per):
-            for s in STRATEGIES:
-                for size in sizes:
-                    w = _hist_worker(peer.port, s)
-                    for _ in range(cfg.history_turns):
-                        t = await w.turn(f"{s}-{size}-{k}", MESSAGE, True)
+        workers = {st: _hist_worker(peer.port, st) for st in STRATEGIES}
+        for _ in range(cfg.history_turns):  # interleaved: one turn per session per pass
+            for k in range(per):
+                for st in STRATEGIES:
+                    for size in sizes:
+                        t = await workers[st].turn(f"{st}-{size}-{k}", MESSAGE, True)
                         if t.ok:
-                            lat[s][size].append(t.total * 1000)
+                            lat[st][size].append(t.total * 1000)
                         else:
                             errs.append(t.error or "?")
-                    await w.close()
+        for w in workers.values():
+            await w.close()
         out: dict[str, Any] = {"status": "ok", "prefill": method, "prefill_s": r(prefill_s, 1),
                                "prefill_note": prefill_note, "verified_messages": seen,
                                "errors": len(errs), "error_samples": sorted(set(errs))[:3],
@@ -706,7 +749,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cfg.warmup_s = 0.3 if q else 1.0
     cfg.ttft_ms, cfg.tokens, cfg.token_ms = ("20", "4-8", "1-2") if q else ("250", "16-64", "10-20")
     cfg.history_sizes = [10, 20] if q else [10, 100, 1000]
-    cfg.history_sessions = 1 if q else 2
+    cfg.history_sessions = 1 if q else 3
     cfg.history_turns = 2 if q else 5
     cfg.tool_turns = 2 if q else 15
     cfg.validate_files = 20 if q else 1000
@@ -805,14 +848,11 @@ async def run(cfg: argparse.Namespace) -> dict:
     status: dict[str, dict] = {}
     peers = make_peers(cfg.peer_list)
     try:
-        paced = instant = None
+        instant = None
         if "latency" in cfg.section_list:
-            paced = await start_upstream("paced", cfg, log_dir, notes)
-            log(f"paced upstream: {paced.impl} on {paced.url}")
-            results["latency"] = await phase_latency(peers, paced, cfg, workdir, log_dir, status)
-            results["upstream"]["paced"] = {"impl": paced.impl,
-                                            "max_cpu_pct_of_core": r(paced.max_cpu_pct, 1)}  # fmt: skip
-            paced.proc.stop()
+            lat, up_info = await phase_latency(peers, cfg, workdir, log_dir, status, notes)
+            results["latency"] = lat
+            results["upstream"]["paced"] = up_info
             checkpoint(results)
         need_instant = {"throughput", "history", "tool"} & set(cfg.section_list)
         if need_instant:
@@ -832,8 +872,12 @@ async def run(cfg: argparse.Namespace) -> dict:
             results["tool"] = await section_tool(cfg, instant, workdir, log_dir)
             checkpoint(results)
         if instant:
-            results["upstream"]["instant"] = {"impl": instant.impl,
-                                              "max_cpu_pct_of_core": r(instant.max_cpu_pct, 1)}  # fmt: skip
+            results["upstream"]["instant"] = {
+                "impl": instant.impl,
+                "max_cpu_pct_of_core": r(instant.max_cpu_pct, 1),
+                "max_cpu_pct_during_direct_http": r(instant.ceiling_cpu_pct, 1),
+            }
+
             instant.proc.stop()
         if br and "validate" in cfg.section_list:
             log("section: validate")

@@ -124,8 +124,13 @@ def render_md(res: dict) -> str:
                      f"{fc.get('median')} cores, max {fc.get('max')} cores of {v.get('cpus')}"
                      f"{' — **NOISY RUN: the peers competed with foreign load; treat absolute numbers with care**' if noisy else ''}")  # fmt: skip
     up_txt = "; ".join(
-        f"{k}: `{u['impl']}`, max {u['max_cpu_pct_of_core']}% of one core" for k, u in ups.items()
-    )
+        f"{k}: `{u['impl']}`"
+        + (f" ({u['instances']} instances, one per peer, same seed)" if u.get("instances") else "")
+        + f", max {u['max_cpu_pct_of_core']}% of one core while serving the server peers"
+        + (f" ({u['max_cpu_pct_during_direct_http']}% during the direct-http rig-ceiling runs)"
+           if u.get("max_cpu_pct_during_direct_http") else "")
+        for k, u in ups.items()
+    )  # fmt: skip
     lines.append(f"Upstream: {up_txt or '–'}")
     lines.append("")
     peers = res.get("peers", {})
