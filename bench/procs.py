@@ -102,7 +102,9 @@ def install_cleanup() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    # SIGINT stays KeyboardInterrupt; the harness catches it and atexit cleans up.
+    # SIGINT is KeyboardInterrupt (even when started in the background, where the shell would
+    # have it ignored); the harness catches it and stops everything it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- /proc ------------------------------------------------------------------------------------

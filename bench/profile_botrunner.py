@@ -32,6 +32,7 @@ async def main() -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--plain", action="store_true", help="non-streamed turns")
     p.add_argument("--peer", default="botrunner")
+    p.add_argument("--gil", action="store_true", help="only samples holding the GIL (CPU work)")
     args = p.parse_args()
     spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
     cfg = parse_args(["--quick"])
