@@ -731,7 +731,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="run even when the machine is loaded")
     p.add_argument("--peers", default=",".join(ALL_PEERS), help="comma list: " + ",".join(ALL_PEERS))  # fmt: skip
     p.add_argument("--sections", default=",".join(ALL_SECTIONS), help="comma list: " + ",".join(ALL_SECTIONS))  # fmt: skip
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: docs/benchmarks for a full run, bench/out for --quick or a "
+                   "partial run (--peers/--sections), so a partial run never replaces the "
+                   "published results")  # fmt: skip
     p.add_argument("--rounds", type=int)
     p.add_argument("--upstream", choices=["project", "bench"], default="project",
                    help="project: tests/fake_anthropic.py (fallback: bench/fake_upstream.py)")  # fmt: skip
@@ -755,8 +758,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cfg.reload_edits = 1 if q else 5
     cfg.peer_list = [x for x in cfg.peers.split(",") if x]
     cfg.section_list = [x for x in cfg.sections.split(",") if x]
+    full = set(cfg.peer_list) == set(ALL_PEERS) and set(cfg.section_list) == set(ALL_SECTIONS)
+    if cfg.out is None:
+        cfg.out = ROOT / ("docs/benchmarks" if full and not q else "bench/out")
     if cfg.update_readme is None:
-        cfg.update_readme = not q
+        cfg.update_readme = full and not q
     return cfg
 
 
