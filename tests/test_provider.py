@@ -347,10 +347,11 @@ async def test_deadline_mid_stream(fake_anthropic: FakeAnthropic) -> None:
 
 async def test_backoff_never_waits_past_the_deadline(fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.enqueue(error(529), text("unused"))
-    provider = AnthropicProvider(make_bot(fake_anthropic.url, timeout=0.2), backoff_base=5)
+    # The first backoff (30 s, jittered) is far past the 3 s deadline: fail at once, not wait.
+    provider = AnthropicProvider(make_bot(fake_anthropic.url, timeout=3), backoff_base=30)
     started = time.monotonic()
-    _, exc = await run_error(provider, timeout=0.2)
-    assert time.monotonic() - started < 1
+    _, exc = await run_error(provider, timeout=3)
+    assert time.monotonic() - started < 3
     assert exc.code == "overloaded"
     assert "No time left to retry" in exc.message
     assert len(fake_anthropic.requests) == 1
