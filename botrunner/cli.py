@@ -12,7 +12,7 @@ import click
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="botrunner")
+@click.version_option(package_name="botrunner", prog_name="botrunner")
 def cli() -> None:
     """botrunner: turn a YAML file into a production chatbot."""
 
