@@ -369,9 +369,15 @@ async def phase_latency(peers, cfg, workdir, log_dir, status, notes) -> tuple[di
                     diffs = [a - b for a, b in zip(s[rk], floor[rk], strict=False)
                              if a is not None and b is not None]  # fmt: skip
                 p99, f99 = pct(s[key], 99), pct(floor[key], 99)
+                p99_of_p99 = p99 - f99 if p99 is not None and f99 is not None else None
                 res[f"added_{key}_ms{suffix}"] = {
                     "p50": r(med(diffs)),
-                    "p99": r(p99 - f99 if p99 is not None and f99 is not None else None),
+                    # paired: the p99 of what this peer added to the very same turn; else the
+                    # difference of the two pooled p99s
+                    "p99": r(pct(diffs, 99) if paired else p99_of_p99),
+                    "p10": r(pct(diffs, 10)) if paired else None,
+                    "p90": r(pct(diffs, 90)) if paired else None,
+                    "p99_minus_floor_p99": r(p99_of_p99),
                     "paired_turns": len(diffs) if paired else 0,
                 }
         out[name] = res
