@@ -289,7 +289,7 @@ def render_png(res: dict, path: Path) -> str | None:
                  f"commit {res['meta']['versions'].get('git_commit')})")  # fmt: skip
 
     ax = axes[0][0]
-    names = [n for n in lat if n != "direct"]
+    names = [n for n in lat if n not in ("direct", "direct-http")]
     p50 = [_get(lat, n, "added_ttft_ms", "p50") or 0 for n in names]
     p99 = [_get(lat, n, "added_ttft_ms", "p99") or 0 for n in names]
     xs = range(len(names))
@@ -302,7 +302,7 @@ def render_png(res: dict, path: Path) -> str | None:
     ax.legend(fontsize=8)
 
     ax = axes[0][1]
-    names = list(tput)
+    names = [n for n in tput if n != "direct-http"]  # the rig ceiling would dwarf the rest
     keys = [k for k in ("c32_stream", "c32_nonstream", "c128_stream", "c128_nonstream")
             if any(k in tput[n] for n in names)] or sorted({k for n in names for k in tput[n]})  # fmt: skip
     w = 0.8 / max(1, len(keys))
@@ -311,7 +311,9 @@ def render_png(res: dict, path: Path) -> str | None:
                [_get(tput, n, k, "turns_per_s") or 0 for n in names], w, label=k)  # fmt: skip
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("completed turns / s")
-    ax.set_title("Throughput (instant upstream)")
+    ceiling = _get(tput, "direct-http", "c32_stream", "turns_per_s")
+    ax.set_title("Throughput (instant upstream)"
+                 + (f"; rig ceiling {ceiling:.0f}/s not shown" if ceiling else ""))  # fmt: skip
     ax.legend(fontsize=8)
 
     ax = axes[1][0]
