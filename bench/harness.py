@@ -735,7 +735,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny workload (smoke test), ~30 s")
     p.add_argument("--force", action="store_true", help="run even when the machine is loaded")
-    p.add_argument("--peers", default=",".join(ALL_PEERS), help="comma list: " + ",".join(ALL_PEERS))  # fmt: skip
+    p.add_argument("--peers", default=",".join(ALL_PEERS),
+                   help="comma list of: " + ",".join(ALL_PEERS)
+                   + " (default), botrunner-sse, botrunner-openai")  # fmt: skip
     p.add_argument("--sections", default=",".join(ALL_SECTIONS), help="comma list: " + ",".join(ALL_SECTIONS))  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
                    help="default: docs/benchmarks for a full run, bench/out for --quick or a "
@@ -873,7 +875,7 @@ async def run(cfg: argparse.Namespace) -> dict:
             tput, res = await phase_throughput(peers, instant, cfg, workdir, log_dir, status)
             results["throughput"], results["resources"] = tput, res
             checkpoint(results)
-        br = "botrunner" in cfg.peer_list
+        br = any(n.startswith("botrunner") for n in cfg.peer_list)
         if br and "history" in cfg.section_list:
             log("section: history growth")
             results["history"] = await section_history(cfg, instant, workdir, log_dir)

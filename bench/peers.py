@@ -365,6 +365,13 @@ def make_peers(names: list[str]) -> list[Peer]:
             out.append(BotrunnerPeer("botrunner", "botrunner serve",
                                      "SQLite history, rate limits on, window memory (20 turns)",
                                      persists_history=True))  # fmt: skip
+        elif n in ("botrunner-sse", "botrunner-openai"):
+            proto = "sse" if n.endswith("sse") else "openai"
+            peer = BotrunnerPeer(n, f"botrunner serve ({proto})",
+                                 f"as botrunner, driven over {'SSE' if proto == 'sse' else '/v1/chat/completions'}",
+                                 persists_history=True)  # fmt: skip
+            peer.protocol = proto
+            out.append(peer)
         elif n == "baseline":
             out.append(BaselinePeer("baseline", "hand-written FastAPI",
                                     "in-memory dict, history[-20:]; no persistence, no limits"))  # fmt: skip
@@ -373,5 +380,8 @@ def make_peers(names: list[str]) -> list[Peer]:
                                    "stateless proxy: does NOT persist history; no per-user limits "
                                    "configured"))  # fmt: skip
         else:
-            sys.exit(f"unknown peer {n!r} (direct, direct-http, botrunner, baseline, litellm)")
+            sys.exit(
+                f"unknown peer {n!r} (direct, direct-http, botrunner, botrunner-sse, "
+                "botrunner-openai, baseline, litellm)"
+            )
     return out
