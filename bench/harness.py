@@ -286,6 +286,8 @@ async def start_peers(
             status.setdefault(p.name, {"status": "ok"})
             status[p.name].setdefault("startup_s", []).append(p.startup_s)
             status[p.name]["version"] = p.version
+            if p.extra.get("started_via"):
+                status[p.name]["started_via"] = p.extra["started_via"]
         except PeerUnavailable as exc:
             reason = str(exc).strip()
             log(f"SKIPPING {p.name}: {reason.splitlines()[0] if reason else '?'}")
@@ -808,16 +810,24 @@ def versions() -> dict:
     }
 
 
+def scratch_dir(cfg: argparse.Namespace) -> Path:
+    """Logs and partial results: bench/out for the published run, else next to the results
+    (so a smoke test never touches the logs of a run in progress)."""
+    if cfg.out.resolve() == (ROOT / "docs" / "benchmarks").resolve():
+        return ROOT / "bench" / "out"
+    return cfg.out
+
+
 def checkpoint(results: dict) -> None:
     """Write what we have so far, so an interrupted run still leaves its numbers behind."""
-    out = ROOT / "bench" / "out"
+    out = Path(results["meta"]["scratch"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "partial-results.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 async def run(cfg: argparse.Namespace) -> dict:
     t_start = time.perf_counter()
-    log_dir = ROOT / "bench" / "out" / "logs"
+    log_dir = scratch_dir(cfg) / "logs"
     if log_dir.exists():
         shutil.rmtree(log_dir, ignore_errors=True)
     workdir = Path(tempfile.mkdtemp(prefix="botrunner-bench-"))
@@ -828,6 +838,8 @@ async def run(cfg: argparse.Namespace) -> dict:
         "meta": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "quick": cfg.quick,
+            "command": "bench/run " + " ".join(sys.argv[1:]),
+            "scratch": str(scratch_dir(cfg)),
             "load_before": load_before,
             "versions": versions(),
         },
