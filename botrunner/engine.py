@@ -9,6 +9,7 @@ model, runs tools and stores every message of the turn as it completes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import re
@@ -23,7 +24,14 @@ from botrunner.limits import Limiter, RateLimited
 from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import Conversation, ConversationKey, ConversationStore, LimitStore
+from botrunner.store.base import (
+    Conversation,
+    ConversationKey,
+    ConversationStore,
+    LimitStore,
+    Refused,
+    TurnStore,
+)
 from botrunner.tools import ToolOutcome, ToolRunner
 from botrunner.turnlog import TurnRecord, log_turn
 
@@ -66,6 +74,11 @@ class Engine:
     ) -> None:
         self.store = store
         self.limiter = Limiter(limits if limits is not None else store)  # type: ignore[arg-type]
+        # One store for conversations and limits that can do a turn's start and end as one
+        # durable write each (TurnStore): used instead of the separate calls.
+        self.turn_store: TurnStore | None = None
+        if (limits is None or limits is store) and hasattr(store, "start_turn"):
+            self.turn_store = store  # type: ignore[assignment]
         self.tools = tools or ToolRunner()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -88,9 +101,18 @@ class Engine:
         text = clean_message(message, bot.limits.max_message_chars)
         provider = get_provider(bot)
         provider.check()
-        await self.limiter.admit(bot, key.user)
-        conv = await self.store.open(key)
-        turn = await self.store.begin_turn(conv, [{"type": "text", "text": text}])
+        content = [{"type": "text", "text": text}]
+        if self.turn_store is not None:
+            admission = self.limiter.admission(bot, key.user)
+            started = await self.turn_store.start_turn(key, content, admission)
+            if isinstance(started, Refused):
+                assert admission is not None
+                raise self.limiter.refusal(admission, started)
+            conv, turn = started
+        else:
+            await self.limiter.admit(bot, key.user)
+            conv = await self.store.open(key)
+            turn = await self.store.begin_turn(conv, content)
         return PreparedTurn(
             self, bot, provider, conv, turn, text, dict(user or {}), variables, request_id
         )
@@ -175,6 +197,7 @@ class PreparedTurn:
         deadline = started + bot.retry.timeout_seconds
         usage = Usage()
         status = "error"
+        finishing: asyncio.Future[None] | None = None
         try:
             memory = get_strategy(bot.memory.strategy)
             context = await memory.context(store, conv, bot, turn, self.text)
@@ -198,11 +221,11 @@ class PreparedTurn:
                         reply = item
                 assert reply is not None
                 usage += reply.usage
-                await store.add_message(conv, turn, "assistant", reply.content, reply.usage)
-                messages.append({"role": "assistant", "content": reply.content})
                 calls = [b for b in reply.content if b.get("type") == "tool_use"]
                 if reply.stop_reason != "tool_use" or not calls:
                     break
+                await store.add_message(conv, turn, "assistant", reply.content, reply.usage)
+                messages.append({"role": "assistant", "content": reply.content})
                 if record.rounds >= bot.limits.max_tool_rounds:
                     status = "stopped"
                     yield Error(
@@ -223,7 +246,12 @@ class PreparedTurn:
                 await store.add_message(conv, turn, "user", results)
                 messages.append({"role": "user", "content": results})
                 request = dataclasses.replace(request, messages=messages)
+            # The final reply is stored together with the turn's status and tokens, durably,
+            # before `done` is sent: a reply the client saw complete is never lost.
             status = "ok"
+            self._settle(status, usage, started)
+            finishing = asyncio.ensure_future(self._finish(status, usage, reply))
+            await asyncio.shield(finishing)
             yield Done(usage, reply.stop_reason)
         except ProviderError as exc:
             record.error_code = exc.code
@@ -237,22 +265,58 @@ class PreparedTurn:
         finally:
             # Runs on success, failure and client disconnect alike: the turn is closed with
             # its real status, so an unfinished turn is never sent to the model again.
-            record.outcome = status if record.error_code is None else "error"
-            record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
-            record.latency_ms = round((time.monotonic() - started) * 1000, 1)
-            await asyncio.shield(self._finish(status, usage))
+            if finishing is None:
+                self._settle(status, usage, started)
+                finishing = asyncio.ensure_future(self._finish(status, usage))
+            await asyncio.shield(finishing)
 
-    async def _finish(self, status: str, usage: Usage) -> None:
-        engine, bot = self.engine, self.bot
-        stored = await engine.store.finish_turn(self.conv, self.turn, status)  # type: ignore[arg-type]
+    def _settle(self, status: str, usage: Usage, started: float) -> None:
+        record = self.record
+        record.outcome = status if record.error_code is None else "error"
+        record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+        record.latency_ms = round((time.monotonic() - started) * 1000, 1)
+
+    async def _finish(
+        self, status: str, usage: Usage, reply: AssistantMessage | None = None
+    ) -> None:
+        """Close the turn with `status` (storing `reply` first when given) and count its
+        tokens: one durable write when the store can (TurnStore), separate ones otherwise."""
+        engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
+        user = conv.key.user
+        try:
+            if engine.turn_store is not None:
+                stored = await engine.turn_store.complete_turn(
+                    conv,
+                    turn,
+                    status,  # type: ignore[arg-type]
+                    [] if reply is None else [("assistant", reply.content, reply.usage)],
+                    engine.limiter.charge(bot, user, usage),
+                )
+            else:
+                if reply is not None:
+                    await engine.store.add_message(
+                        conv, turn, "assistant", reply.content, reply.usage
+                    )
+                stored = await engine.store.finish_turn(conv, turn, status)  # type: ignore[arg-type]
+                if usage.input_tokens or usage.output_tokens:
+                    await engine.limiter.record(bot, user, usage)
+        except Exception:
+            if reply is None:
+                raise
+            # The reply could not be stored: close the turn as failed, still count its tokens.
+            self.record.outcome = "error"
+            with contextlib.suppress(Exception):
+                await engine.store.finish_turn(conv, turn, "error")
+            with contextlib.suppress(Exception):
+                await engine.limiter.record(bot, user, usage)
+            log_turn(self.record)
+            raise
         if stored is not None and stored != status:
             self.record.outcome = status = stored
-        if usage.input_tokens or usage.output_tokens:
-            await engine.limiter.record(bot, self.conv.key.user, usage)
         log_turn(self.record)
         if status == "ok" and bot.memory.strategy == "summarize":
             memory = get_strategy(bot.memory.strategy)
-            engine.spawn(memory.after_turn(engine.store, self.conv, bot, self._summarize))
+            engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
 
     async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
         tool = self.bot.tool(call["name"])

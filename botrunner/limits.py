@@ -15,7 +15,7 @@ from typing import Literal
 
 from botrunner.bot import Bot
 from botrunner.events import Usage
-from botrunner.store.base import LimitStore
+from botrunner.store.base import Admission, LimitStore, Refused, TokenCharge
 
 LimitKind = Literal["requests", "tokens"]
 
@@ -61,6 +61,24 @@ class Limiter:
         self.store = store
         self.clock = clock
 
+    def admission(self, bot: Bot, user: str) -> Admission | None:
+        """What `admit` checks, for a store that checks it atomically with storing the turn
+        (`TurnStore.start_turn`); None when the bot sets no per-user limits."""
+        limits = bot.limits.per_user
+        if limits.tokens_per_day is None and limits.requests_per_minute is None:
+            return None
+        now = self.clock()
+        day = utc_day(now) if limits.tokens_per_day is not None else ""
+        return Admission(
+            bot.name, user, now, day, limits.tokens_per_day, limits.requests_per_minute
+        )
+
+    def refusal(self, admission: Admission, refused: Refused) -> RateLimited:
+        """The RateLimited that `admit` would raise for `refused`."""
+        if refused.kind == "tokens":
+            return _over_budget(admission.tokens_per_day or 0, admission.now)
+        return _too_fast(admission.requests_per_minute or 0, refused.wait)
+
     async def admit(self, bot: Bot, user: str) -> None:
         """Raise RateLimited if `user` may not send a message to `bot` now; otherwise count
         the request. The token budget is checked first, so a refused request never uses up
@@ -70,26 +88,41 @@ class Limiter:
         if limits.tokens_per_day is not None:
             used = await self.store.tokens_used(bot.name, user, utc_day(now))
             if used >= limits.tokens_per_day:
-                wait = seconds_to_utc_midnight(now)
-                raise RateLimited(
-                    wait,
-                    f"You've used today's budget of {limits.tokens_per_day:,} tokens for this "
-                    f"bot. It resets at midnight UTC, in {describe_wait(wait)}.",
-                    "tokens",
-                )
+                raise _over_budget(limits.tokens_per_day, now)
         if limits.requests_per_minute is not None:
             per_minute = limits.requests_per_minute
             wait = await self.store.take_request(bot.name, user, per_minute, now)
             if wait > 0:
-                raise RateLimited(
-                    wait,
-                    f"You're sending messages too fast: {per_minute} per minute is the limit. "
-                    f"Try again in {describe_wait(wait)}.",
-                    "requests",
-                )
+                raise _too_fast(per_minute, wait)
+
+    def charge(self, bot: Bot, user: str, usage: Usage) -> TokenCharge | None:
+        """What `record` adds, for a store that adds it with the turn's last write."""
+        tokens = usage.input_tokens + usage.output_tokens
+        if tokens <= 0:
+            return None
+        return TokenCharge(bot.name, user, utc_day(self.clock()), tokens)
 
     async def record(self, bot: Bot, user: str, usage: Usage) -> None:
         """Add a turn's tokens (input + output) to the user's count for today (UTC)."""
         tokens = usage.input_tokens + usage.output_tokens
         if tokens > 0:
             await self.store.add_tokens(bot.name, user, utc_day(self.clock()), tokens)
+
+
+def _over_budget(tokens_per_day: int, now: float) -> RateLimited:
+    wait = seconds_to_utc_midnight(now)
+    return RateLimited(
+        wait,
+        f"You've used today's budget of {tokens_per_day:,} tokens for this "
+        f"bot. It resets at midnight UTC, in {describe_wait(wait)}.",
+        "tokens",
+    )
+
+
+def _too_fast(per_minute: int, wait: float) -> RateLimited:
+    return RateLimited(
+        wait,
+        f"You're sending messages too fast: {per_minute} per minute is the limit. "
+        f"Try again in {describe_wait(wait)}.",
+        "requests",
+    )

@@ -46,6 +46,39 @@ class StoredMessage:
     usage: Usage | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The per-user limits a new turn must pass, checked and counted in the same atomic step
+    that stores its user message (`TurnStore.start_turn`). Built by `Limiter.admission`."""
+
+    bot: str
+    user: str
+    now: float  # the limiter's clock
+    day: str  # the UTC day of `now`, for the token budget
+    tokens_per_day: int | None
+    requests_per_minute: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """`start_turn` stored nothing: the token budget is used up (`used` tokens today) or the
+    request rate is exceeded (`wait` seconds until a request would be admitted)."""
+
+    kind: Literal["requests", "tokens"]
+    used: int = 0
+    wait: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCharge:
+    """Tokens to add to a user's count for a UTC day (`LimitStore.add_tokens`)."""
+
+    bot: str
+    user: str
+    day: str
+    tokens: int
+
+
 class ConversationStore(Protocol):
     async def open(self, key: ConversationKey) -> Conversation:
         """Return the conversation, creating it if it does not exist."""
@@ -125,5 +158,32 @@ class LimitStore(Protocol):
     async def close(self) -> None: ...
 
 
-class Store(ConversationStore, LimitStore, Protocol):
-    """One backend serving both: what `botrunner.store.open_store` returns."""
+class TurnStore(Protocol):
+    """A turn's start and end, each as ONE durable write (one transaction, one commit) instead
+    of several: for a backend that holds both conversations and limit counters. The engine uses
+    these when its store and limit store are the same object that provides them, and the
+    separate ConversationStore / LimitStore methods otherwise."""
+
+    async def start_turn(
+        self, key: ConversationKey, content: list[dict[str, Any]], admission: Admission | None
+    ) -> tuple[Conversation, int] | Refused:
+        """Atomically: check and count `admission` (exactly as `tokens_used` then
+        `take_request` would), open (or create) the conversation and store `content` as the
+        user message of a new pending turn, like `open` + `begin_turn`. Returns the
+        conversation and the turn's number, or `Refused` with nothing stored or counted."""
+
+    async def complete_turn(
+        self,
+        conv: Conversation,
+        turn: int,
+        status: TurnStatus,
+        messages: list[tuple[str, list[dict[str, Any]], Usage | None]],
+        charge: TokenCharge | None = None,
+    ) -> TurnStatus:
+        """Atomically: append `messages` (role, content, usage) to the pending turn as
+        `add_message` would, close it as `finish_turn` would (returning the status stored) and
+        add `charge` as `add_tokens` would. On an error nothing of it is stored."""
+
+
+class Store(ConversationStore, LimitStore, TurnStore, Protocol):
+    """One backend serving all: what `botrunner.store.open_store` returns."""

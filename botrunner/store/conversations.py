@@ -105,6 +105,66 @@ def _bounds(count: int | None, before: int | None, after: int | None) -> tuple[i
     )
 
 
+# The per-turn writes, run on the writer thread; `SQLiteStore` also combines them into one job.
+
+# (role, content JSON, searchable text, input tokens, output tokens, created)
+MessageRow = tuple[str, str, str, int | None, int | None, float]
+
+
+def message_row(role: str, content: list[dict[str, Any]], usage: Usage | None) -> MessageRow:
+    """Encoded on the event loop, so the writer thread only runs statements."""
+    return (
+        role,
+        json.dumps(content),
+        message_text(content),
+        usage.input_tokens if usage else None,
+        usage.output_tokens if usage else None,
+        time.time(),
+    )
+
+
+def begin_turn(c: sqlite3.Connection, conv_id: int, raw: str, text: str, now: float) -> int:
+    rows = c.execute(_NEXT_TURN, (now, conv_id)).fetchall()
+    if not rows:
+        raise KeyError(f"conversation {conv_id} no longer exists")
+    turn = rows[0][0]
+    c.execute(_INSERT_TURN, (conv_id, turn, now))
+    c.execute(_INSERT_MESSAGE, (conv_id, turn, 0, "user", raw, text, None, None, now))
+    return turn
+
+
+def add_message(c: sqlite3.Connection, conv_id: int, turn: int, row: MessageRow) -> None:
+    status = c.execute(_TURN_STATUS, (conv_id, turn)).fetchone()
+    if status is None:
+        raise KeyError(f"turn {turn} does not exist")
+    if status[0] != "pending":
+        raise ValueError(f"turn {turn} is already finished ({status[0]})")
+    c.execute(_APPEND_MESSAGE, (conv_id, turn, *row))
+
+
+def finish_turn(
+    c: sqlite3.Connection, conv_id: int, turn: int, status: TurnStatus, now: float
+) -> TurnStatus:
+    final = status
+    if status == "ok":
+        try:
+            check_wellformed(turn, c.execute(_TURN_ROLES, (conv_id, turn)).fetchall())
+        except ValueError as exc:
+            log.warning("conversation %s: %s; stored as error", conv_id, exc)
+            final = "error"
+    if c.execute(_FINISH_TURN, (final, now, conv_id, turn)).rowcount != 1:
+        raise KeyError(f"turn {turn} does not exist")
+    c.execute(_TOUCH, (now, conv_id))
+    return final
+
+
+def open_conversation(c: sqlite3.Connection, key: ConversationKey, now: float) -> Conversation:
+    row = c.execute(_FIND, (key.bot, key.user, key.session)).fetchone()
+    if row is None:
+        row = c.execute(_CREATE, (key.bot, key.user, key.session, now, now)).fetchall()[0]
+    return Conversation(id=row[0], key=key, turns=row[1], summary=row[2], summary_upto=row[3])
+
+
 class SQLiteConversations(SQLiteWriter):
     """The ConversationStore half of `SQLiteStore`."""
 
@@ -131,17 +191,7 @@ class SQLiteConversations(SQLiteWriter):
 
     async def begin_turn(self, conv: Conversation, content: list[dict[str, Any]]) -> int:
         raw, text, now = json.dumps(content), message_text(content), time.time()
-
-        def job(c: sqlite3.Connection) -> int:
-            rows = c.execute(_NEXT_TURN, (now, conv.id)).fetchall()
-            if not rows:
-                raise KeyError(f"conversation {conv.id} no longer exists")
-            turn = rows[0][0]
-            c.execute(_INSERT_TURN, (conv.id, turn, now))
-            c.execute(_INSERT_MESSAGE, (conv.id, turn, 0, "user", raw, text, None, None, now))
-            return turn
-
-        turn = await self.call(job, write=True)
+        turn = await self.call(lambda c: begin_turn(c, conv.id, raw, text, now), write=True)
         conv.turns = max(conv.turns, turn)
         return turn
 
@@ -153,19 +203,8 @@ class SQLiteConversations(SQLiteWriter):
         content: list[dict[str, Any]],
         usage: Usage | None = None,
     ) -> None:
-        raw, text, now = json.dumps(content), message_text(content), time.time()
-        tokens_in = usage.input_tokens if usage else None
-        tokens_out = usage.output_tokens if usage else None
-
-        def job(c: sqlite3.Connection) -> None:
-            row = c.execute(_TURN_STATUS, (conv.id, turn)).fetchone()
-            if row is None:
-                raise KeyError(f"turn {turn} does not exist")
-            if row[0] != "pending":
-                raise ValueError(f"turn {turn} is already finished ({row[0]})")
-            c.execute(_APPEND_MESSAGE, (conv.id, turn, role, raw, text, tokens_in, tokens_out, now))
-
-        await self.call(job, write=True)
+        row = message_row(role, content, usage)
+        await self.call(lambda c: add_message(c, conv.id, turn, row), write=True)
 
     async def finish_turn(self, conv: Conversation, turn: int, status: TurnStatus) -> TurnStatus:
         """Mark a turn finished and return the status stored. A turn is only stored as `ok` if
@@ -175,21 +214,7 @@ class SQLiteConversations(SQLiteWriter):
         if status not in _FINAL_STATUSES:
             raise ValueError(f"not a final turn status: {status!r}")
         now = time.time()
-
-        def job(c: sqlite3.Connection) -> TurnStatus:
-            final = status
-            if status == "ok":
-                try:
-                    check_wellformed(turn, c.execute(_TURN_ROLES, (conv.id, turn)).fetchall())
-                except ValueError as exc:
-                    log.warning("conversation %s: %s; stored as error", conv.id, exc)
-                    final = "error"
-            if c.execute(_FINISH_TURN, (final, now, conv.id, turn)).rowcount != 1:
-                raise KeyError(f"turn {turn} does not exist")
-            c.execute(_TOUCH, (now, conv.id))
-            return final
-
-        return await self.call(job, write=True)
+        return await self.call(lambda c: finish_turn(c, conv.id, turn, status, now), write=True)
 
     async def recent_turns(
         self,

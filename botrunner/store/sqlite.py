@@ -9,6 +9,9 @@ Design, one module each:
 * `conversations`: **bounded per-turn work**: every statement on the per-turn path is an
   indexed lookup bounded by what the memory policy sends.
 * `limits`: the GCRA rate limit and daily token counters.
+* `start_turn` / `complete_turn` (here): a turn's limit check, conversation lookup and user
+  message in one job, and its reply, status and token count in another, so a turn costs two
+  durable writes instead of six.
 * `migrations`: an ordered list of small functions; `PRAGMA user_version` records how many
   have been applied.
 
@@ -18,9 +21,22 @@ together as `SQLiteStore`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
+from botrunner.events import Usage
+from botrunner.store import conversations, limits
+from botrunner.store.base import (
+    Admission,
+    Conversation,
+    ConversationKey,
+    Refused,
+    TokenCharge,
+    TurnStatus,
+)
 from botrunner.store.conversations import SQLiteConversations
 from botrunner.store.limits import SQLiteLimits
 from botrunner.store.messages import MAX_SEARCH_TERMS, fts_query, message_text
@@ -56,6 +72,48 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
         c.execute("PRAGMA temp_store = MEMORY")
         migrate(c)
         return c
+
+    async def start_turn(
+        self, key: ConversationKey, content: list[dict[str, Any]], admission: Admission | None
+    ) -> tuple[Conversation, int] | Refused:
+        raw, text, now = json.dumps(content), message_text(content), time.time()
+
+        def job(c: sqlite3.Connection) -> tuple[Conversation, int] | Refused:
+            if admission is not None:
+                refused = limits.admit(c, admission)
+                if refused is not None:
+                    return refused  # nothing was written
+            conv = conversations.open_conversation(c, key, now)
+            turn = conversations.begin_turn(c, conv.id, raw, text, now)
+            conv.turns = max(conv.turns, turn)
+            return conv, turn
+
+        return await self.call(job, write=True)
+
+    async def complete_turn(
+        self,
+        conv: Conversation,
+        turn: int,
+        status: TurnStatus,
+        messages: list[tuple[str, list[dict[str, Any]], Usage | None]],
+        charge: TokenCharge | None = None,
+    ) -> TurnStatus:
+        if status not in ("ok", "error", "stopped"):
+            raise ValueError(f"not a final turn status: {status!r}")
+        rows = [
+            conversations.message_row(role, content, usage) for role, content, usage in messages
+        ]
+        now = time.time()
+
+        def job(c: sqlite3.Connection) -> TurnStatus:
+            for row in rows:
+                conversations.add_message(c, conv.id, turn, row)
+            final = conversations.finish_turn(c, conv.id, turn, status, now)
+            if charge is not None:
+                limits.add_tokens(c, charge.bot, charge.user, charge.day, charge.tokens)
+            return final
+
+        return await self.call(job, write=True)
 
 
 __all__ = [
