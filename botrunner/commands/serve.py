@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ipaddress
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import uvicorn
@@ -26,6 +29,7 @@ from botrunner import turnlog
 from botrunner.engine import Engine
 from botrunner.livebot import Change, LiveBots
 from botrunner.problems import format_text
+from botrunner.providers import MODULES as PROVIDER_MODULES
 from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
@@ -104,12 +108,10 @@ async def _serve(
         Path(db).parent.mkdir(parents=True, exist_ok=True)
     store = open_store(db)
     engine = Engine(store)
-    for bot in live.bots.values():
-        try:
-            engine.check(bot)
-        except ProviderError as exc:
-            _err(f"warning: bot '{bot.name}': {exc.message} Chat requests answer 503 until then.")
     app = create_app(live, engine, Settings(keys=keys, max_body_bytes=max_body_bytes))
+    # The model SDK (about 2 s to import) loads in a thread while the server starts and
+    # listens; a chat turn that comes first waits for it.
+    loading = _import_providers(live)
     config = uvicorn.Config(
         app,
         host=host,
@@ -122,7 +124,10 @@ async def _serve(
     )
     server = _Server(config)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(_announce(server, live, keys))]
+    tasks = [
+        asyncio.create_task(_announce(server, live, keys)),
+        asyncio.create_task(_check_providers(engine, live, loading)),
+    ]
     if reload:
         tasks.append(asyncio.create_task(live.watch(_on_change, stop=stop)))
     try:
@@ -139,6 +144,36 @@ async def _serve(
         await aclose_providers()
         await store.close()
     return 0 if server.started else 1
+
+
+def _import_providers(live: LiveBots) -> Future[None]:
+    """Import the provider modules the bots use, in a daemon thread."""
+    names = sorted({bot.model.provider for bot in live.bots.values()})
+    done: Future[None] = Future()
+
+    def work() -> None:
+        try:
+            for name in names:
+                if name in PROVIDER_MODULES:
+                    importlib.import_module(PROVIDER_MODULES[name])
+        except BaseException as exc:  # noqa: BLE001 - reported by _check_providers
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    threading.Thread(target=work, name="botrunner-import", daemon=True).start()
+    return done
+
+
+async def _check_providers(engine: Engine, live: LiveBots, loading: Future[None]) -> None:
+    """Once the providers are imported: say which bots can't reach their model."""
+    with contextlib.suppress(Exception):  # an import error surfaces with the first chat turn
+        await asyncio.wrap_future(loading)
+    for bot in live.bots.values():
+        try:
+            engine.check(bot)
+        except ProviderError as exc:
+            _err(f"warning: bot '{bot.name}': {exc.message} Chat requests answer 503 until then.")
 
 
 async def _announce(server: uvicorn.Server, live: LiveBots, keys: KeyRing) -> None:

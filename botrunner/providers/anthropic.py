@@ -40,7 +40,7 @@ from botrunner.providers.retry import (
     no_time,
     timed_out,
 )
-from botrunner.providers.sse import sse_events
+from botrunner.providers.sse import SSEDecoder, sse_events
 
 # The names the decoder tests import from here.
 _Accumulator, _sse_events = Accumulator, sse_events
@@ -177,22 +177,25 @@ class AnthropicProvider:
                 call = client.messages.with_streaming_response.create(**params)
                 async with asyncio.timeout_at(loop_deadline):
                     response = await call.__aenter__()
-                events = sse_events(response.http_response)
+                chunks = response.http_response.aiter_bytes()
                 try:
-                    acc = Accumulator()
+                    acc, decoder = Accumulator(), SSEDecoder()
                     while True:
+                        # One timeout per network read, not per event: a read often carries
+                        # many events.
                         async with asyncio.timeout_at(loop_deadline):
                             try:
-                                event = await events.__anext__()
+                                chunk = await chunks.__anext__()
                             except StopAsyncIteration:
                                 break
-                        piece = acc.feed(event)
-                        if piece:
-                            emitted = True
-                            yield TextDelta(piece)
+                        for event in decoder.feed(chunk):
+                            piece = acc.feed(event)
+                            if piece:
+                                emitted = True
+                                yield TextDelta(piece)
                     message = acc.finish()
                 finally:
-                    await _close_quietly(events, call)
+                    await _close_quietly(chunks, call)
             except TimeoutError:
                 raise timed_out(emitted, self.timeout_seconds) from None
             except (ProviderError, GeneratorExit, asyncio.CancelledError):

@@ -15,13 +15,19 @@ if TYPE_CHECKING:
     import httpx2
 
 
-async def sse_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of a Server-Sent Events body, in order. Only `aiter_bytes` is used."""
-    buffer = b""
-    async for chunk in response.aiter_bytes():
-        buffer += chunk
+class SSEDecoder:
+    """Incremental: `feed` a chunk of the body, get the JSON payloads it completed, in order."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        buffer = self.buffer + chunk if self.buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
+        events: list[dict[str, Any]] = []
         start = 0
         while (end := buffer.find(b"\n\n", start)) >= 0:
             frame = buffer[start:end]
@@ -29,7 +35,7 @@ async def sse_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]
             if frame.startswith(b"event: ") and (newline := frame.find(b"\n")) >= 0:
                 line = frame[newline + 1 :]
                 if line.startswith(b"data: ") and b"\n" not in line:
-                    yield json.loads(line[6:])  # the usual shape: one event line, one data line
+                    events.append(json.loads(line[6:]))  # the usual: one event, one data line
                     continue
             data = [
                 line[5:].removeprefix(b" ")
@@ -37,5 +43,14 @@ async def sse_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]
                 if line.startswith(b"data:")
             ]
             if data:
-                yield json.loads(b"\n".join(data))
-        buffer = buffer[start:]
+                events.append(json.loads(b"\n".join(data)))
+        self.buffer = buffer[start:]
+        return events
+
+
+async def sse_events(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a Server-Sent Events body, in order. Only `aiter_bytes` is used."""
+    decoder = SSEDecoder()
+    async for chunk in response.aiter_bytes():
+        for event in decoder.feed(chunk):
+            yield event

@@ -51,6 +51,8 @@ def event_dict(event: Event) -> tuple[str, dict[str, Any]]:
 
 
 def encode_ndjson(event: Event) -> bytes:
+    if type(event) is TextDelta:  # the common case, without the intermediate dict
+        return ('{"delta":' + _dumps(event.text) + "}\n").encode()
     return (_dumps(event_dict(event)[1]) + "\n").encode()
 
 
@@ -93,11 +95,20 @@ async def encoded(events: AsyncGenerator[Event, None], sse: bool) -> AsyncGenera
         await events.aclose()
 
 
+# A body message carries at most this many ready chunks (bounded memory, steady flow).
+_MAX_BATCH = 256
+
+
 class TurnStream(Response):
     """Streams `chunks`; stops when the client disconnects and always closes `chunks`.
 
     Starlette's StreamingResponse may leave the body iterator suspended (not closed) on a
     disconnect; here the generator is closed deterministically, so the turn ends at once.
+
+    Chunks that are ready one after another without waiting (several text deltas decoded from
+    one upstream read, the last event and the end of the body) go out in one body message, so
+    one socket write instead of one per event; a chunk is never held back while the next one
+    is awaited. The bytes on the wire are the same.
     """
 
     def __init__(
@@ -118,9 +129,41 @@ class TurnStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def pump() -> None:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for chunk in self.chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            ready: list[bytes] = []
+
+            async def flush(more_body: bool = True) -> None:
+                body = b"".join(ready)
+                ready.clear()
+                await send({"type": "http.response.body", "body": body, "more_body": more_body})
+
+            while True:
+                step = self.chunks.__anext__()
+                try:
+                    waiting_on = step.send(None)  # run the generator until it yields or waits
+                except StopIteration as produced:  # a chunk, ready without waiting
+                    ready.append(produced.value)
+                    if len(ready) >= _MAX_BATCH:
+                        await flush()
+                    continue
+                except StopAsyncIteration:
+                    break
+                resume = _Resume(step, waiting_on)
+                if ready:  # the next chunk needs a wait: send what is ready first
+                    try:
+                        await flush()
+                    except BaseException as exc:  # noqa: BLE001
+                        # The generator is suspended in its wait: it sees the exception (a
+                        # cancellation) there, as it would have if this wait were its own.
+                        if isinstance(exc, asyncio.CancelledError) and isinstance(
+                            waiting_on, asyncio.Future
+                        ):
+                            waiting_on.cancel()
+                        resume = _Resume(step, None, exc)
+                try:
+                    ready.append(await resume)
+                except StopAsyncIteration:
+                    break
+            await flush(more_body=False)
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -141,3 +184,35 @@ class TurnStream(Response):
                     await watching
             finally:
                 await self.chunks.aclose()
+
+
+class _Resume:
+    """Awaits the rest of an awaitable step that was started with `step.send(None)` and
+    stopped at `waiting_on` (what it waits for): exactly what `await step` would have done
+    from there, in the same task (its timeouts and cancel scopes stay valid), including
+    cancellation, which is thrown into the step. `throw`: an exception to raise in the step
+    where it waits, first."""
+
+    __slots__ = ("step", "waiting_on", "throw")
+
+    def __init__(self, step: Any, waiting_on: Any, throw: BaseException | None = None) -> None:
+        self.step, self.waiting_on, self.throw = step, waiting_on, throw
+
+    def __await__(self) -> Any:
+        step, value, pending = self.step, self.waiting_on, self.throw
+        while True:
+            try:
+                if pending is not None:
+                    exc, pending = pending, None
+                    value = step.throw(exc)
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    step.close()
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - cancellation and the like: pass it on
+                    pending = exc
+                    continue
+                value = step.send(sent)
+            except StopIteration as done:
+                return done.value
