@@ -24,14 +24,7 @@ from botrunner.limits import Limiter, RateLimited
 from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import (
-    Conversation,
-    ConversationKey,
-    ConversationStore,
-    LimitStore,
-    Refused,
-    TurnStore,
-)
+from botrunner.store.base import Conversation, ConversationKey, Refused, Store
 from botrunner.tools import ToolOutcome, ToolRunner
 from botrunner.turnlog import TurnRecord, log_turn
 
@@ -65,20 +58,12 @@ def clean_message(text: str, max_chars: int) -> str:
 class Engine:
     """Shared by every transport. Owns the tool runner and background work (summaries)."""
 
-    def __init__(
-        self,
-        store: ConversationStore,
-        limits: LimitStore | None = None,
-        *,
-        tools: ToolRunner | None = None,
-    ) -> None:
+    def __init__(self, store: Store, *, tools: ToolRunner | None = None) -> None:
+        # One store keeps conversations and limit counters, so a turn's start (limits +
+        # conversation + user message) and end (reply + status + tokens) are one durable
+        # write each.
         self.store = store
-        self.limiter = Limiter(limits if limits is not None else store)  # type: ignore[arg-type]
-        # One store for conversations and limits that can do a turn's start and end as one
-        # durable write each (TurnStore): used instead of the separate calls.
-        self.turn_store: TurnStore | None = None
-        if (limits is None or limits is store) and hasattr(store, "start_turn"):
-            self.turn_store = store  # type: ignore[assignment]
+        self.limiter = Limiter(store)
         self.tools = tools or ToolRunner()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -102,17 +87,12 @@ class Engine:
         provider = get_provider(bot)
         provider.check()
         content = [{"type": "text", "text": text}]
-        if self.turn_store is not None:
-            admission = self.limiter.admission(bot, key.user)
-            started = await self.turn_store.start_turn(key, content, admission)
-            if isinstance(started, Refused):
-                assert admission is not None
-                raise self.limiter.refusal(admission, started)
-            conv, turn = started
-        else:
-            await self.limiter.admit(bot, key.user)
-            conv = await self.store.open(key)
-            turn = await self.store.begin_turn(conv, content)
+        admission = self.limiter.admission(bot, key.user)
+        started = await self.store.start_turn(key, content, admission)
+        if isinstance(started, Refused):
+            assert admission is not None
+            raise self.limiter.refusal(admission, started)
+        conv, turn = started
         return PreparedTurn(
             self, bot, provider, conv, turn, text, dict(user or {}), variables, request_id
         )
@@ -280,26 +260,17 @@ class PreparedTurn:
         self, status: str, usage: Usage, reply: AssistantMessage | None = None
     ) -> None:
         """Close the turn with `status` (storing `reply` first when given) and count its
-        tokens: one durable write when the store can (TurnStore), separate ones otherwise."""
+        tokens, in one durable write."""
         engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
         user = conv.key.user
         try:
-            if engine.turn_store is not None:
-                stored = await engine.turn_store.complete_turn(
-                    conv,
-                    turn,
-                    status,  # type: ignore[arg-type]
-                    [] if reply is None else [("assistant", reply.content, reply.usage)],
-                    engine.limiter.charge(bot, user, usage),
-                )
-            else:
-                if reply is not None:
-                    await engine.store.add_message(
-                        conv, turn, "assistant", reply.content, reply.usage
-                    )
-                stored = await engine.store.finish_turn(conv, turn, status)  # type: ignore[arg-type]
-                if usage.input_tokens or usage.output_tokens:
-                    await engine.limiter.record(bot, user, usage)
+            stored = await engine.store.complete_turn(
+                conv,
+                turn,
+                status,  # type: ignore[arg-type]
+                [] if reply is None else [("assistant", reply.content, reply.usage)],
+                engine.limiter.charge(bot, user, usage),
+            )
         except Exception:
             if reply is None:
                 raise
