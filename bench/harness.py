@@ -156,30 +156,27 @@ async def start_upstream(
     echo_system: bool = False,
     suffix: str = "",
 ) -> Upstream:
-    """The project's fake (tests/fake_anthropic.py) unless told otherwise or unless it fails;
-    bench/fake_upstream.py (same CLI) otherwise. echo_system needs the bench one."""
+    """The project's fake Anthropic server (tests/fake_anthropic.py) as its own process."""
     paced = ["--ttft-ms", str(cfg.ttft_ms), "--tokens", cfg.tokens, "--token-ms", cfg.token_ms]
-    candidates = []
-    project = ROOT / "tests" / "fake_anthropic.py"
-    if cfg.upstream == "project" and project.exists() and not echo_system:
-        extra = ["--tool-calls"] if mode == "instant" else []
-        candidates.append(("tests/fake_anthropic.py", [str(VENV_PY), str(project)], extra))
-    bench_extra = ["--echo", "system"] if echo_system else []
-    candidates.append(("bench/fake_upstream.py", [str(VENV_PY), str(ROOT / "bench/fake_upstream.py")], bench_extra))  # fmt: skip
-    for impl, base, extra in candidates:
-        port = procs.free_port()
-        name = f"upstream-{mode}{'-echo' if echo_system else ''}{'-' + suffix if suffix else ''}"
-        proc = procs.spawn(
-            name, [*base, "--port", str(port), "--mode", mode, *paced, *extra], log_dir=log_dir
-        )
-        try:
-            await _probe_upstream(port, proc)
-            return Upstream(proc, port, impl, mode)
-        except PeerUnavailable as exc:
-            proc.stop()
-            notes.append(f"upstream {impl} ({mode}) unusable, falling back: {exc}")
-            log(notes[-1])
-    raise SystemExit("no usable fake upstream")
+    extra = ["--tool-calls"] if mode == "instant" else []
+    if echo_system:
+        extra.append("--echo-system")
+    impl = "tests/fake_anthropic.py"
+    port = procs.free_port()
+    name = f"upstream-{mode}{'-echo' if echo_system else ''}{'-' + suffix if suffix else ''}"
+    proc = procs.spawn(
+        name,
+        [str(VENV_PY), str(ROOT / impl), "--port", str(port), "--mode", mode, *paced, *extra],
+        log_dir=log_dir,
+    )
+    try:
+        await _probe_upstream(port, proc)
+    except PeerUnavailable as exc:
+        proc.stop()
+        notes.append(f"upstream {impl} ({mode}) unusable: {exc}")
+        log(notes[-1])
+        raise SystemExit("no usable fake upstream") from exc
+    return Upstream(proc, port, impl, mode)
 
 
 # -- measurement -------------------------------------------------------------------------------
@@ -719,7 +716,7 @@ async def section_reload(cfg, workdir, log_dir, notes) -> dict:
             "missed": misses,
             "save_to_first_new_reply_ms": {"p50": r(med(lat)), "max": r(max(lat) if lat else None)},
             "save_to_request_start_ms_p50": r(med(served_req_start)),
-            "upstream": echo.impl + " --echo system",
+            "upstream": echo.impl + " --echo-system",
             "note": "file replaced atomically (write + rename, as editors do); polled with one "
             "turn at a time on a fresh session; the reply echoes the system prompt",
         }
@@ -746,8 +743,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "partial run (--peers/--sections), so a partial run never replaces the "
                    "published results")  # fmt: skip
     p.add_argument("--rounds", type=int)
-    p.add_argument("--upstream", choices=["project", "bench"], default="project",
-                   help="project: tests/fake_anthropic.py (fallback: bench/fake_upstream.py)")  # fmt: skip
     p.add_argument("--no-chart", action="store_true")
     p.add_argument("--check-load-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--update-readme", action=argparse.BooleanOptionalAction, default=None,

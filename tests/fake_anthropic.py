@@ -561,7 +561,8 @@ class Auto:
     same with `ttft` before the first token and `token_delay` between tokens; ranges are drawn
     uniformly per request). With `tool_calls`, a request that offers tools and whose last user
     message mentions "tool" or a tool's name gets a `tool_use` for that tool; a request whose
-    last message carries tool results gets a short text reply about them.
+    last message carries tool results gets a short text reply about them. With `echo_system`,
+    every text reply starts with the request's system prompt (benchmarks time hot reload by it).
     """
 
     mode: str = "error"
@@ -569,6 +570,7 @@ class Auto:
     ttft: tuple[float, float] = (0.25, 0.25)
     token_delay: tuple[float, float] = (0.010, 0.020)
     tool_calls: bool = False
+    echo_system: bool = False
     rng: random.Random = field(default_factory=lambda: random.Random(0))
 
 
@@ -992,6 +994,11 @@ class FakeAnthropic:
                     chosen = tools[0]
                 if chosen is not None:
                     return tool_use([(chosen["name"], _example_input(chosen.get("input_schema")))])
+        if auto.echo_system:
+            system = body.get("system", "")
+            if isinstance(system, list):
+                system = "".join(b.get("text", "") for b in system if isinstance(b, dict))
+            return text(f"{system} {user_text}".strip() or "(nothing to echo)")
         if auto.mode == "echo":
             return text(user_text or "(nothing to echo)")
         rng = auto.rng
@@ -1052,6 +1059,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="answer with tool_use when the last user message names a tool (or says 'tool')",
     )
+    parser.add_argument(
+        "--echo-system",
+        action="store_true",
+        help="start every text reply with the request's system prompt",
+    )
     parser.add_argument("--api-key", default=None, help="accept only this key")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -1063,6 +1075,7 @@ def main(argv: list[str] | None = None) -> None:
         ttft=_range(args.ttft_ms, 0.001),
         token_delay=_range(args.token_ms, 0.001),
         tool_calls=args.tool_calls,
+        echo_system=args.echo_system,
         rng=random.Random(args.seed),
     )
     server = FakeAnthropic(
