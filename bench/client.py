@@ -182,36 +182,26 @@ class HttpTarget:
         if not stream and self.nonstream_via_openai:
             proto = "openai"
         try:
-            if proto == "ndjson":
-                if not stream and self.ndjson_nonstream_field:
-                    obj = json.loads(body)
-                    return True, None, str(obj.get("reply", obj.get("text", "")))
+            if proto == "ndjson" and not stream and self.ndjson_nonstream_field:
+                obj = json.loads(body)
+                return True, None, str(obj.get("reply", obj.get("text", "")))
+            if proto in ("ndjson", "sse"):
+                # Both carry the same JSON events: one per line, or one per SSE `data:` line.
+                lines = body.splitlines()
+                if proto == "sse":
+                    lines = [line[5:] for line in lines if line.startswith(b"data:")]
                 text, done = [], False
-                for line in body.splitlines():
-                    if not line.strip():
+                for data in lines:
+                    data = data.strip()
+                    if not data or data == b"[DONE]":
                         continue
-                    obj = json.loads(line)
+                    obj = json.loads(data)
                     if "error" in obj:
                         return False, f"stream error: {obj['error']}", ""
                     if isinstance(obj.get("delta"), str):
                         text.append(obj["delta"])
                     if obj.get("done"):
                         done = True
-                return (True, None, "".join(text)) if done else (False, "no done event", "")
-            if proto == "sse":
-                text, done = [], False
-                for line in body.splitlines():
-                    if line.startswith(b"data:"):
-                        data = line[5:].strip()
-                        if not data or data == b"[DONE]":
-                            continue
-                        obj = json.loads(data)
-                        if "error" in obj:
-                            return False, f"stream error: {obj['error']}", ""
-                        if isinstance(obj.get("delta"), str):
-                            text.append(obj["delta"])
-                        if obj.get("done"):
-                            done = True
                 return (True, None, "".join(text)) if done else (False, "no done event", "")
             if proto == "openai":
                 if not stream:
