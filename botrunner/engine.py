@@ -1,9 +1,14 @@
 """The conversation engine: (bot, conversation, user message) -> a stream of typed events.
 
 A turn is split in two so transports can answer bad input with a plain error before they
-start streaming: `Engine.prepare` checks the message, the limits and the provider, and stores
-the user's message (from then on it is acknowledged); `PreparedTurn.events` talks to the
+start streaming: `Engine.prepare` checks the message, the limits and the provider, and hands
+the user's message to the store (admitted and numbered, and, for the memory strategies that
+can, with the earlier turns to send read in the same step); `PreparedTurn.events` talks to the
 model, runs tools and stores every message of the turn as it completes.
+
+The model request goes out while the store is still making the user's message durable (the
+fsync overlaps the model's time to first token), but no event reaches the user before it is:
+a reply the user saw always belongs to a stored message.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from botrunner.limits import Limiter, RateLimited
 from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import Conversation, ConversationKey, Refused, Store
+from botrunner.store.base import ConversationKey, Refused, StartedTurn, Store
 from botrunner.tools import ToolOutcome, ToolRunner
 from botrunner.turnlog import TurnRecord, log_turn
 
@@ -88,13 +93,13 @@ class Engine:
         provider.check()
         content = [{"type": "text", "text": text}]
         admission = self.limiter.admission(bot, key.user)
-        started = await self.store.start_turn(key, content, admission)
+        recent = get_strategy(bot.memory.strategy).recent(bot)
+        started = await self.store.start_turn(key, content, admission, recent)
         if isinstance(started, Refused):
             assert admission is not None
             raise self.limiter.refusal(admission, started)
-        conv, turn = started
         return PreparedTurn(
-            self, bot, provider, conv, turn, text, dict(user or {}), variables, request_id
+            self, bot, provider, started, text, dict(user or {}), variables, request_id
         )
 
     async def turn(
@@ -136,17 +141,19 @@ class PreparedTurn:
         engine: Engine,
         bot: Bot,
         provider: Provider,
-        conv: Conversation,
-        turn: int,
+        started: StartedTurn,
         text: str,
         user: dict[str, Any],
         variables: Mapping[str, Any] | None,
         request_id: str | None,
     ) -> None:
         self.engine, self.bot, self.provider = engine, bot, provider
-        self.conv, self.turn, self.text = conv, turn, text
+        self.conv, self.turn, self.text = started.conv, started.turn, text
+        self.started = started
+        # The store could not make the user's message durable: the turn was rolled back.
+        self.lost = False
         self.user, self.variables = user, variables
-        key = conv.key
+        key = self.conv.key
         self.user.setdefault("id", key.user)
         self.record = TurnRecord(
             request_id=request_id or uuid.uuid4().hex[:16],
@@ -172,6 +179,28 @@ class PreparedTurn:
         return prompt + suffix
 
     async def events(self) -> AsyncIterator[Event]:
+        """The turn's events. The first one waits until the user's message is durable."""
+        durable: Any = self.started.durable
+        events = self._events()
+        try:
+            async for event in events:
+                if durable is not None:
+                    try:
+                        await durable
+                    except Exception:  # noqa: BLE001 - the store says why in its own log
+                        self.lost = True
+                        yield Error(
+                            "not_stored",
+                            "Your message could not be saved, so it was not answered. "
+                            "Send it again.",
+                        )
+                        return
+                    durable = None
+                yield event
+        finally:
+            await events.aclose()
+
+    async def _events(self) -> AsyncIterator[Event]:
         bot, store, conv, turn = self.bot, self.engine.store, self.conv, self.turn
         record, started = self.record, time.monotonic()
         deadline = started + bot.retry.timeout_seconds
@@ -180,7 +209,10 @@ class PreparedTurn:
         finishing: asyncio.Future[None] | None = None
         try:
             memory = get_strategy(bot.memory.strategy)
-            context = await memory.context(store, conv, bot, turn, self.text)
+            if memory.recent(bot) is not None:
+                context = memory.from_recent(conv, bot, self.started.recent)
+            else:
+                context = await memory.context(store, conv, bot, turn, self.text)
             messages = [*context.messages, {"role": "user", "content": [_text(self.text)]}]
             request = ModelRequest(
                 model=bot.model.name,
@@ -263,6 +295,12 @@ class PreparedTurn:
         tokens, in one durable write."""
         engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
         user = conv.key.user
+        if self.lost:  # the turn was rolled back: there is normally nothing left to close
+            self.record.outcome, self.record.error_code = "error", "not_stored"
+            with contextlib.suppress(Exception):
+                await engine.store.complete_turn(conv, turn, "error", [])
+            log_turn(self.record)
+            return
         try:
             stored = await engine.store.complete_turn(
                 conv,

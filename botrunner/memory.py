@@ -17,11 +17,13 @@ Every read is bounded by what is sent: the store answers "the last N completed t
 
 from __future__ import annotations
 
+from typing import Any
+
 from botrunner.bot import Bot
 from botrunner.memory_base import (
-    BaseStrategy,
     Context,
     MemoryStrategy,
+    RecentStrategy,
     Summarizer,
     earlier_turns,
 )
@@ -33,37 +35,37 @@ from botrunner.memory_summarize import (
     render_transcript,
     summary_prompt,
 )
-from botrunner.store.base import Conversation, ConversationStore
+from botrunner.store.base import Conversation, RecentTurns
 
 
-class NoMemory(BaseStrategy):
+class NoMemory(RecentStrategy):
     """Every message stands alone."""
 
-    async def context(
-        self, store: ConversationStore, conv: Conversation, bot: Bot, turn: int, message: str
-    ) -> Context:
+    def recent(self, bot: Bot) -> RecentTurns:
+        return RecentTurns(0)
+
+    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
         return Context([])
 
 
-class FullMemory(BaseStrategy):
+class FullMemory(RecentStrategy):
     """Every completed turn (grows with the conversation, by definition)."""
 
-    async def context(
-        self, store: ConversationStore, conv: Conversation, bot: Bot, turn: int, message: str
-    ) -> Context:
-        return Context(await store.recent_turns(conv, None, before=turn))
+    def recent(self, bot: Bot) -> RecentTurns:
+        return RecentTurns(None)
+
+    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
+        return Context(messages)
 
 
-class WindowMemory(BaseStrategy):
+class WindowMemory(RecentStrategy):
     """The last `max_turns - 1` completed turns: one indexed read."""
 
-    async def context(
-        self, store: ConversationStore, conv: Conversation, bot: Bot, turn: int, message: str
-    ) -> Context:
-        count = earlier_turns(bot.memory)
-        if count == 0:
-            return Context([])
-        return Context(await store.recent_turns(conv, count, before=turn))
+    def recent(self, bot: Bot) -> RecentTurns:
+        return RecentTurns(earlier_turns(bot.memory))
+
+    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
+        return Context(messages)
 
 
 STRATEGIES: dict[str, MemoryStrategy] = {
@@ -92,6 +94,7 @@ __all__ = [
     "FullMemory",
     "MemoryStrategy",
     "NoMemory",
+    "RecentStrategy",
     "RetrievalMemory",
     "SummarizeMemory",
     "Summarizer",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botrunner.bot import Bot, Memory
-from botrunner.store.base import Conversation, ConversationStore
+from botrunner.store.base import Conversation, ConversationStore, RecentTurns
 
 Summarizer = Callable[[str, list[dict[str, Any]]], Awaitable[str]]
 
@@ -21,6 +21,14 @@ class Context:
 
 
 class MemoryStrategy(Protocol):
+    def recent(self, bot: Bot) -> RecentTurns | None:
+        """When all this strategy reads is one `RecentTurns`: that read, which the store then
+        does in the same step as storing the new message (no second round trip), and
+        `from_recent` builds the context from it. None: `context` reads what it needs."""
+
+    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
+        """The context from the messages `recent(bot)` asked for."""
+
     async def context(
         self, store: ConversationStore, conv: Conversation, bot: Bot, turn: int, message: str
     ) -> Context:
@@ -39,9 +47,32 @@ def earlier_turns(memory: Memory) -> int:
 
 
 class BaseStrategy:
-    """Nothing to do after a turn: every strategy but `summarize`."""
+    """Nothing to do after a turn (every strategy but `summarize`); no `RecentTurns` read."""
+
+    def recent(self, bot: Bot) -> RecentTurns | None:
+        return None
+
+    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
+        raise NotImplementedError(f"{type(self).__name__} reads its own context")
 
     async def after_turn(
         self, store: ConversationStore, conv: Conversation, bot: Bot, summarize: Summarizer
     ) -> None:
         return None
+
+
+class RecentStrategy(BaseStrategy):
+    """A strategy whose one read is `recent(bot)`: `context` is that read + `from_recent`."""
+
+    def recent(self, bot: Bot) -> RecentTurns:
+        raise NotImplementedError
+
+    async def context(
+        self, store: ConversationStore, conv: Conversation, bot: Bot, turn: int, message: str
+    ) -> Context:
+        spec = self.recent(bot)
+        messages = []
+        if spec.count != 0:
+            after = conv.summary_upto if spec.after_summary else None
+            messages = await store.recent_turns(conv, spec.count, before=turn, after=after)
+        return self.from_recent(conv, bot, messages)

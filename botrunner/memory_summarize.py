@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from botrunner.bot import Bot
-from botrunner.memory_base import BaseStrategy, Context, Summarizer, earlier_turns
-from botrunner.store.base import Conversation, ConversationStore
+from botrunner.memory_base import Context, RecentStrategy, Summarizer, earlier_turns
+from botrunner.store.base import Conversation, ConversationStore, RecentTurns
 
 SUMMARY_HEADER = "Summary of the earlier conversation:"
 SUMMARY_INSTRUCTIONS = (
@@ -18,7 +18,7 @@ SUMMARY_INSTRUCTIONS = (
 )
 
 
-class SummarizeMemory(BaseStrategy):
+class SummarizeMemory(RecentStrategy):
     """A running summary (in the system prompt) plus, verbatim, every completed turn it does
     not cover yet.
 
@@ -31,15 +31,11 @@ class SummarizeMemory(BaseStrategy):
     so the per-turn cost stays bounded either way.
     """
 
-    async def context(
-        self, store: ConversationStore, conv: Conversation, bot: Bot, turn: int, message: str
-    ) -> Context:
+    def recent(self, bot: Bot) -> RecentTurns:
         cap = earlier_turns(bot.memory) + max(bot.memory.summarize_every, 1) - 1
-        messages = (
-            await store.recent_turns(conv, cap, before=turn, after=conv.summary_upto)
-            if cap > 0
-            else []
-        )
+        return RecentTurns(cap, after_summary=True)
+
+    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
         suffix = f"\n\n{SUMMARY_HEADER}\n{conv.summary}" if conv.summary else ""
         return Context(messages, suffix)
 

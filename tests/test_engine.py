@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import textwrap
 
 import pytest
@@ -10,8 +12,8 @@ from fake_anthropic import cut_after, error, text
 from botrunner.engine import Engine, InputError
 from botrunner.events import Done, Error, TextDelta
 from botrunner.loader import load_bot
-from botrunner.store import open_store
-from botrunner.store.base import ConversationKey
+from botrunner.store import SQLiteStore, open_store
+from botrunner.store.base import ConversationKey, StartedTurn
 
 KEY = ConversationKey("t", "alice", "s1")
 
@@ -269,3 +271,73 @@ async def test_rate_limit_is_an_error_event_without_a_model_call(upstream, engin
     assert [type(e) for e in events] == [Error]
     assert events[0].code == "rate_limited" and "1 per minute" in events[0].message
     assert len(upstream.requests) == 1
+
+
+class HeldStore(SQLiteStore):
+    """The real store, but the first started turn's `durable` also waits for `self.gate` (a
+    future the test settles): so a test can look at the turn while its message is "being
+    fsynced"."""
+
+    gate: asyncio.Future[None] | None = None
+
+    async def start_turn(self, *args, **kwargs):
+        started = await super().start_turn(*args, **kwargs)
+        if isinstance(started, StartedTurn) and self.gate is None:
+            real, self.gate = started.durable, asyncio.get_running_loop().create_future()
+
+            async def held() -> None:
+                await real
+                await self.gate
+
+            started.durable = asyncio.ensure_future(held())
+        return started
+
+
+@pytest.fixture
+async def held(tmp_path):
+    store = HeldStore(tmp_path / "held.db")
+    engine = Engine(store)
+    yield engine
+    await engine.aclose()
+    await store.close()
+
+
+async def test_model_is_asked_while_the_message_is_stored_but_nothing_shows_before(
+    upstream, held, tmp_path
+):
+    bot = write_bot(tmp_path)
+    upstream.enqueue(text("Hello there."))
+    prepared = await held.prepare(bot, KEY, "hi")
+    events = prepared.events()
+    first = asyncio.ensure_future(anext(events))
+    for _ in range(500):  # the request goes out without waiting for the store
+        if upstream.requests:
+            break
+        await asyncio.sleep(0.01)
+    assert len(upstream.requests) == 1
+    await asyncio.sleep(0.05)
+    assert not first.done()  # ... but the reply is held back until the message is durable
+    held.store.gate.set_result(None)
+    assert isinstance(await first, TextDelta)
+    rest = [e async for e in events]
+    assert isinstance(rest[-1], Done)
+    history = await held.store.history(KEY)
+    assert [(m.role, m.status) for m in history] == [("user", "ok"), ("assistant", "ok")]
+
+
+async def test_a_message_that_could_not_be_stored_is_not_answered(upstream, held, tmp_path):
+    bot = write_bot(tmp_path)
+    upstream.enqueue(text("This reply must never be shown."))
+    prepared = await held.prepare(bot, KEY, "hi")
+    held.store.gate.set_exception(sqlite3.OperationalError("disk I/O error"))
+    events = [e async for e in prepared.events()]
+    assert events == [
+        Error(
+            "not_stored",
+            "Your message could not be saved, so it was not answered. Send it again.",
+        )
+    ]
+    # The conversation goes on (the next turn is answered and stored).
+    upstream.enqueue(text("Fine now."))
+    reply, _ = await say(held, bot, "again")
+    assert reply == "Fine now."

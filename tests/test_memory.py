@@ -386,3 +386,24 @@ async def test_the_work_counter_does_see_growth(store):
     )
     assert s_statements == l_statements
     assert l_steps > 10 * s_steps and l_sent == 1000 and s_sent == 20
+
+
+@pytest.mark.parametrize("strategy", ["none", "full", "window", "summarize"])
+async def test_the_read_done_while_starting_a_turn_gives_the_same_context(store, strategy):
+    """The engine takes these strategies' one read from `start_turn` (no second round trip to
+    the store); what it sends must be exactly what `context` would have read."""
+    conv = await store.open(ConversationKey("tutor", "alice", "same"))
+    for n in range(1, 31):
+        await store_turn(store, conv, n)
+    await store.set_summary(conv, "They talked about instruments.", 12)
+    bot = make_bot(strategy, max_turns=4, summarize_every=5)
+    memory = get_strategy(strategy)
+    started = await store.start_turn(conv.key, text(CURRENT_TEXT), None, memory.recent(bot))
+    await started.durable
+    assert started.turn == 31
+    expected = await memory.context(store, started.conv, bot, started.turn, CURRENT_TEXT)
+    assert memory.from_recent(started.conv, bot, started.recent) == expected
+    if strategy in ("full", "window", "summarize"):
+        assert expected.messages  # the comparison is not between two empty lists
+    if strategy == "summarize":
+        assert "instruments" in expected.system_suffix

@@ -7,6 +7,7 @@ import asyncio
 import os
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from botrunner.store import (
     parse_store_url,
 )
 from botrunner.store import sqlite as sqlite_module
+from botrunner.store.base import RecentTurns
 
 KEY = ConversationKey("tutor", "alice", "s1")
 
@@ -287,6 +289,67 @@ async def test_a_cancelled_caller_does_not_break_the_store(store):
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert await store.begin_turn(conv, text("again")) >= 1
+
+
+async def test_call_early_hands_the_result_back_before_the_commit(store):
+    """`call_early` returns once the job ran; `durable` resolves only after the COMMIT."""
+    armed, commit_may_go = threading.Event(), threading.Event()
+
+    def trace(statement: str) -> None:
+        if statement == "COMMIT" and armed.is_set():
+            commit_may_go.wait(10)  # hold the writer thread at its COMMIT
+
+    await store.call(lambda c: c.set_trace_callback(trace))
+    armed.set()
+    value, durable = await asyncio.wait_for(
+        store.call_early(lambda c: c.execute("SELECT 6 * 7").fetchone()[0]), 5
+    )
+    assert value == 42
+    await asyncio.sleep(0.05)
+    assert not durable.done()  # the COMMIT has not run yet
+    commit_may_go.set()
+    await asyncio.wait_for(durable, 5)
+    armed.clear()
+    await store.call(lambda c: c.set_trace_callback(None))
+
+
+async def test_call_early_reports_a_failed_commit_through_durable(store):
+    """A write whose COMMIT fails (here: a deferred foreign key) was handed back already: the
+    caller learns it was rolled back from `durable`, and the store goes on working."""
+
+    def create(c: sqlite3.Connection) -> None:
+        c.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        c.execute(
+            "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) "
+            "DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+    await store.call(create, write=True)
+    rowid, durable = await store.call_early(
+        lambda c: c.execute("INSERT INTO child VALUES (99)").lastrowid
+    )
+    assert rowid == 1
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        await durable
+    assert await store.call(lambda c: c.execute("SELECT COUNT(*) FROM child").fetchone()) == (0,)
+    conv = await store.open(KEY)
+    assert await store.begin_turn(conv, text("still works")) == 1
+
+
+async def test_call_early_job_error_raises_and_leaves_nothing_to_wait_for(store):
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await store.call_early(lambda c: c.execute("INSERT INTO nowhere VALUES (1)"))
+
+
+async def test_start_turn_reads_the_recent_turns_in_the_same_step(store):
+    conv = await store.open(KEY)
+    for n in range(3):
+        await complete_turn(store, conv, f"q{n}", f"a{n}")
+    started = await store.start_turn(KEY, text("q3"), None, RecentTurns(2))
+    await started.durable
+    assert started.turn == 4
+    assert [m["content"][0]["text"] for m in started.recent] == ["q1", "a1", "q2", "a2"]
+    assert (await store.start_turn(KEY, text("q4"), None)).recent == []
 
 
 async def test_close_is_idempotent_and_final(tmp_path: Path):

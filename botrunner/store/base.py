@@ -8,6 +8,8 @@ transcript but never sent to the model again, so a failure can't leave a danglin
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -67,6 +69,35 @@ class Refused:
     kind: Literal["requests", "tokens"]
     used: int = 0
     wait: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecentTurns:
+    """A read `start_turn` does in the same step: the messages of the last `count` completed
+    turns before the new one (all when None, none when 0), only those after the running
+    summary's last turn when `after_summary`; what `recent_turns` would return."""
+
+    count: int | None
+    after_summary: bool = False
+
+
+@dataclass(slots=True)
+class StartedTurn:
+    """What `start_turn` returns once the turn is admitted and numbered. The user's message is
+    durable only once `durable` has resolved: nothing of the reply may be shown before."""
+
+    conv: Conversation
+    turn: int
+    # The messages `RecentTurns` asked for (empty when it asked for none).
+    recent: list[dict[str, Any]]
+    durable: Awaitable[None]
+
+
+def already_durable() -> asyncio.Future[None]:
+    """A `StartedTurn.durable` for a backend whose start_turn returns after the commit."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,17 +191,21 @@ class LimitStore(Protocol):
 
 class TurnStore(Protocol):
     """A turn's start and end, each as ONE durable write (one transaction, one commit) instead
-    of several: for a backend that holds both conversations and limit counters. The engine uses
-    these when its store and limit store are the same object that provides them, and the
-    separate ConversationStore / LimitStore methods otherwise."""
+    of several. What the engine uses; the finer-grained methods above serve memory strategies,
+    the HTTP API and tests."""
 
     async def start_turn(
-        self, key: ConversationKey, content: list[dict[str, Any]], admission: Admission | None
-    ) -> tuple[Conversation, int] | Refused:
+        self,
+        key: ConversationKey,
+        content: list[dict[str, Any]],
+        admission: Admission | None,
+        recent: RecentTurns | None = None,
+    ) -> StartedTurn | Refused:
         """Atomically: check and count `admission` (exactly as `tokens_used` then
         `take_request` would), open (or create) the conversation and store `content` as the
-        user message of a new pending turn, like `open` + `begin_turn`. Returns the
-        conversation and the turn's number, or `Refused` with nothing stored or counted."""
+        user message of a new pending turn, like `open` + `begin_turn`; and read `recent`.
+        Returns the new turn, or `Refused` with nothing stored or counted. It may return
+        before the write is durable (see `StartedTurn.durable`), not before it is decided."""
 
     async def complete_turn(
         self,

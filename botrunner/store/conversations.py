@@ -17,7 +17,13 @@ import time
 from typing import Any
 
 from botrunner.events import Usage
-from botrunner.store.base import Conversation, ConversationKey, StoredMessage, TurnStatus
+from botrunner.store.base import (
+    Conversation,
+    ConversationKey,
+    RecentTurns,
+    StoredMessage,
+    TurnStatus,
+)
 from botrunner.store.messages import check_wellformed, fts_query, message_text, wire
 from botrunner.store.writer import SQLiteWriter
 
@@ -156,6 +162,16 @@ def finish_turn(
         raise KeyError(f"turn {turn} does not exist")
     c.execute(_TOUCH, (now, conv_id))
     return final
+
+
+def recent(
+    c: sqlite3.Connection, conv: Conversation, turn: int, spec: RecentTurns
+) -> list[dict[str, Any]]:
+    """`spec`'s messages before `turn`, as `recent_turns` returns them."""
+    if spec.count == 0:
+        return []
+    after = conv.summary_upto if spec.after_summary else None
+    return wire(c.execute(_RECENT, (conv.id, *_bounds(spec.count, turn, after))).fetchall())
 
 
 def open_conversation(c: sqlite3.Connection, key: ConversationKey, now: float) -> Conversation:

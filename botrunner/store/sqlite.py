@@ -33,7 +33,9 @@ from botrunner.store.base import (
     Admission,
     Conversation,
     ConversationKey,
+    RecentTurns,
     Refused,
+    StartedTurn,
     TokenCharge,
     TurnStatus,
 )
@@ -74,11 +76,15 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
         return c
 
     async def start_turn(
-        self, key: ConversationKey, content: list[dict[str, Any]], admission: Admission | None
-    ) -> tuple[Conversation, int] | Refused:
+        self,
+        key: ConversationKey,
+        content: list[dict[str, Any]],
+        admission: Admission | None,
+        recent: RecentTurns | None = None,
+    ) -> StartedTurn | Refused:
         raw, text, now = json.dumps(content), message_text(content), time.time()
 
-        def job(c: sqlite3.Connection) -> tuple[Conversation, int] | Refused:
+        def job(c: sqlite3.Connection) -> tuple[Conversation, int, list[dict[str, Any]]] | Refused:
             if admission is not None:
                 refused = limits.admit(c, admission)
                 if refused is not None:
@@ -86,9 +92,14 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
             conv = conversations.open_conversation(c, key, now)
             turn = conversations.begin_turn(c, conv.id, raw, text, now)
             conv.turns = max(conv.turns, turn)
-            return conv, turn
+            messages = [] if recent is None else conversations.recent(c, conv, turn, recent)
+            return conv, turn, messages
 
-        return await self.call(job, write=True)
+        # Handed back before the commit: the model request overlaps the fsync (see writer).
+        started, durable = await self.call_early(job)
+        if isinstance(started, Refused):
+            return started
+        return StartedTurn(*started, durable=durable)
 
     async def complete_turn(
         self,

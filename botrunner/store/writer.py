@@ -9,6 +9,10 @@
   write. A caller is resumed only after the COMMIT that made its write durable has returned;
   with `journal_mode=WAL` and `synchronous=FULL` that means the WAL was fsynced, so nothing
   acknowledged is lost on a crash or power cut.
+* **Decided before durable** (`call_early`): a job can hand its result back as soon as it has
+  run, before the batch's COMMIT, together with a future that resolves once the COMMIT made it
+  durable. The engine uses it to start the model request while the user's message is being
+  fsynced; it waits for that future before it shows the user anything of the reply.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class StoreClosed(RuntimeError):
 
 
 class _Job:
-    __slots__ = ("fn", "write", "loop", "future")
+    __slots__ = ("fn", "write", "loop", "future", "durable")
 
     def __init__(
         self,
@@ -40,11 +44,14 @@ class _Job:
         write: bool,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
+        durable: asyncio.Future[None] | None = None,
     ) -> None:
         self.fn = fn
         self.write = write
         self.loop = loop
         self.future = future
+        # call_early: `future` gets the result before the COMMIT, `durable` after it.
+        self.durable = durable
 
 
 _STOP = object()
@@ -52,25 +59,41 @@ _STOP = object()
 _Outcome = tuple[_Job, Any, BaseException | None]
 
 
-def _resolve_all(outcomes: list[_Outcome]) -> None:
+def _resolve_all(outcomes: list[_Outcome], early: bool) -> None:
     for job, result, error in outcomes:
-        if job.future.done():  # the caller was cancelled; the job ran anyway
+        future, durable = job.future, job.durable
+        if not future.done():  # else the caller was cancelled (the job ran anyway) or resumed
+            if error is not None:
+                future.set_exception(error)
+                if durable is not None:
+                    durable.cancel()  # the job failed: there is nothing to wait for
+                continue
+            future.set_result(result)
+        if durable is None or early or durable.done():
             continue
+        # After the COMMIT, for a call_early job: its write is durable, or lost with `error`.
         if error is not None:
-            job.future.set_exception(error)
+            durable.set_exception(error)
         else:
-            job.future.set_result(result)
+            durable.set_result(None)
 
 
-def _deliver_all(outcomes: list[_Outcome]) -> None:
-    """Resume the callers: one wake-up per event loop, not one per job."""
+def _deliver_all(outcomes: list[_Outcome], *, early: bool = False) -> None:
+    """Resume the callers: one wake-up per event loop, not one per job. `early`: hand back the
+    results of call_early jobs (before the COMMIT); otherwise settle every job."""
     by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
     for outcome in outcomes:
         by_loop.setdefault(outcome[0].loop, []).append(outcome)
     for loop, items in by_loop.items():
         # RuntimeError: that event loop is closed, so nobody is waiting.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_resolve_all, items)
+            loop.call_soon_threadsafe(_resolve_all, items, early)
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    # A caller that went away never awaits its `durable`: don't log its error as unretrieved.
+    if not future.cancelled():
+        future.exception()
 
 
 def _fail_all(jobs: list[_Job], error: BaseException) -> None:
@@ -180,6 +203,10 @@ class SQLiteWriter:
                 if job.write:
                     conn.execute("RELEASE job")
                 done.append((job, result, None))
+        early = [outcome for outcome in done if outcome[0].durable is not None]
+        if early:
+            # Results are final unless the COMMIT fails; the callers learn that from `durable`.
+            _deliver_all(early, early=True)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -202,6 +229,22 @@ class SQLiteWriter:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, write, loop, future))
         return await future
+
+    async def call_early(
+        self, fn: Callable[[sqlite3.Connection], T]
+    ) -> tuple[T, asyncio.Future[None]]:
+        """Like `call(fn, write=True)`, but return as soon as `fn` has run, before the commit,
+        with a future that resolves when the write is durable (or fails when the commit
+        failed and the write was rolled back). Use it to overlap the fsync with other work;
+        never report the write as done to anyone before `durable` resolved."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        durable: asyncio.Future[None] = loop.create_future()
+        durable.add_done_callback(_consume)
+        self._queue.put(_Job(fn, True, loop, future, durable))
+        return await future, durable
 
     async def close(self) -> None:
         """Finish the queued work, then close the connection. Idempotent."""
