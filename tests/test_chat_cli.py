@@ -54,7 +54,7 @@ def test_piped_lines_get_replies_in_order(fake_anthropic, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "A neural network is a function.\nSecond reply.\n"
-    assert [r.messages[-1]["content"][0]["text"] for r in fake_anthropic.requests] == [
+    assert [r.messages[-1]["content"] for r in fake_anthropic.requests] == [
         "What is a neural network?",
         "And then?",
     ]

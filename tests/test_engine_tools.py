@@ -89,7 +89,11 @@ async def h(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harn
 
 
 def user_text(s: str) -> dict[str, Any]:
-    return {"role": "user", "content": [{"type": "text", "text": s}]}
+    return {"role": "user", "content": s}  # one text block goes as a plain string
+
+
+def as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
 def tool_result(tool_use_id: str, content: str, is_error: bool = False) -> dict[str, Any]:
@@ -204,10 +208,10 @@ async def test_two_rounds_with_parallel_tool_calls(h, tool_server):
     ]
     assert second.tools == first.tools
 
-    # The store keeps the whole exchange, as sent.
+    # The store keeps the whole exchange, as sent (a plain-string content is one text block).
     stored = await h.history(bot)
     assert [(m.role, m.content) for m in stored] == [
-        (m["role"], m["content"]) for m in second.messages
+        (m["role"], as_blocks(m["content"])) for m in second.messages
     ] + [("assistant", [{"type": "text", "text": "Sunny, and it is noon."}])]
     assert {m.status for m in stored} == {"ok"}
 
@@ -234,7 +238,7 @@ async def test_the_next_turn_sends_the_whole_tool_exchange(h, tool_server):
             ],
         },
         {"role": "user", "content": [tool_result("toolu_1", "rain")]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Rain."}]},
+        {"role": "assistant", "content": "Rain."},
         user_text("And now?"),
     ]
 

@@ -125,7 +125,8 @@ async def test_streams_text_and_final_message(fake_anthropic: FakeAnthropic) -> 
         "model": "claude-test",
         "max_tokens": 256,
         "system": "You are terse.",
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi there"}]}],
+        # A single text block goes as a plain string: the same message, less for the SDK.
+        "messages": [{"role": "user", "content": "Hi there"}],
         "stream": True,
     }
     assert sent.api_key == KEY
