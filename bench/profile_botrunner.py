@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import shutil
 import subprocess
 import tempfile
@@ -65,9 +66,12 @@ async def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        before = thread_cpu(peer.pid)
         res = await closed_loop(peer, args.concurrency, args.seconds + 1, "prof", not args.plain)
+        after = thread_cpu(peer.pid)
         rec.wait(60)
         print(f"{res['ok']} turns, {res['errors']} errors in {res['elapsed']:.1f}s")
+        print_thread_cpu(before, after, res["ok"])
         if rec.returncode != 0:
             print("py-spy failed:", rec.stderr.read().decode()[-500:])
             return
@@ -76,6 +80,33 @@ async def main() -> None:
         await peer.stop()
         up.proc.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) per thread of `pid`, from /proc: the event loop (the main
+    thread) and each other thread by id. py-spy's samples count a thread waiting in fsync as
+    busy; this does not."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: collections.Counter[str] = collections.Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "event loop (main thread)" if task.name == str(pid) else f"thread {task.name}"
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        out[name] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(out)
+
+
+def print_thread_cpu(before: dict[str, float], after: dict[str, float], turns: int) -> None:
+    print("CPU ms per turn by thread (from /proc; py-spy's sampling adds some):")
+    total = 0.0
+    for name in sorted(after, key=lambda n: before.get(n, 0) - after[n]):
+        ms = (after[name] - before.get(name, 0.0)) * 1000 / max(turns, 1)
+        total += ms
+        if ms >= 0.01:
+            print(f"  {ms:6.2f}  {name}")
+    print(f"  {total:6.2f}  total")
 
 
 def summarize(raw: Path, top: int = 30) -> None:

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 logger = logging.getLogger("botrunner.turn")
@@ -44,7 +44,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         turn = getattr(record, "turn", None)
         if isinstance(turn, TurnRecord):
-            data = asdict(turn)
+            # Not dataclasses.asdict: it deep-copies every value, on every turn.
+            data = {name: getattr(turn, name) for name in _FIELDS}
             data["time"] = _iso(turn.started)
             data["event"] = "turn"
         else:
@@ -52,6 +53,9 @@ class JsonFormatter(logging.Formatter):
             data["event"] = record.getMessage()
             data.update(getattr(record, "fields", {}))
         return json.dumps(data, separators=(",", ":"), default=str)
+
+
+_FIELDS = tuple(f.name for f in fields(TurnRecord))
 
 
 def _iso(ts: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -513,3 +514,20 @@ async def test_stream_without_a_key_is_a_config_error(fake_anthropic: FakeAnthro
     assert exc.code == "config"
     assert "ANTHROPIC_API_KEY" in exc.message
     assert fake_anthropic.requests == []
+
+
+def test_sdk_tracing_is_off_unless_opentelemetry_is_set_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nothing to record them, the SDK's spans are switched off (they cost CPU on every
+    request); once the SDK's OpenTelemetry variables are set, its own defaults apply."""
+    for name in list(os.environ):
+        if name.startswith("ANTHROPIC_OPEN_TELEMETRY"):
+            monkeypatch.delenv(name)
+    quiet = make_provider(make_bot("http://127.0.0.1:9"))._make_client()
+    assert quiet.open_telemetry["traces"]["enabled"] is False
+
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE", "content")
+    traced = make_provider(make_bot("http://127.0.0.1:9"))._make_client()
+    assert traced.open_telemetry["traces"]["enabled"] is True
+    assert traced.open_telemetry["traces"]["content_mode"] == "content"
