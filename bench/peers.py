@@ -194,24 +194,6 @@ def botrunner_cmd() -> list[str]:
     return [str(VENV_PY), "-m", "botrunner"]
 
 
-SERVE_SHIM = (
-    "import sys; from pathlib import Path; from botrunner.commands.serve import run; "
-    "sys.exit(run(Path(sys.argv[1]), port=int(sys.argv[2]), db=Path(sys.argv[3]), "
-    "reload=sys.argv[4] == '1'))"
-)
-_SERVE_WIRED: bool | None = None
-
-
-def serve_wired() -> bool:
-    global _SERVE_WIRED
-    if _SERVE_WIRED is None:
-        import subprocess
-
-        p = subprocess.run([*botrunner_cmd(), "serve", "--help"], capture_output=True, cwd=ROOT)
-        _SERVE_WIRED = p.returncode == 0
-    return _SERVE_WIRED
-
-
 def botrunner_version() -> str:
     try:
         from importlib.metadata import version
@@ -243,23 +225,9 @@ class BotrunnerPeer(Peer):
         self.extra["botdir"] = botdir
         self.port = procs.free_port()
         db = self.db_path(workdir, tag)
-        if serve_wired():
-            argv = [
-                *botrunner_cmd(),
-                "serve",
-                str(botdir),
-                "--port",
-                str(self.port),
-                "--db",
-                str(db),
-            ]
-            if not self.reload:
-                argv.append("--no-reload")
-        else:
-            # Until `serve` is wired into the CLI: the same entry point, called directly.
-            self.extra["started_via"] = "botrunner.commands.serve.run (CLI not wired yet)"
-            argv = [str(VENV_PY), "-c", SERVE_SHIM, str(botdir), str(self.port), str(db),
-                    "1" if self.reload else "0"]  # fmt: skip
+        argv = [*botrunner_cmd(), "serve", str(botdir), "--port", str(self.port), "--db", str(db)]
+        if not self.reload:
+            argv.append("--no-reload")
         t0 = time.perf_counter()
         self.proc = procs.spawn(
             f"{self.name}-{tag}",
