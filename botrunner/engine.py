@@ -60,6 +60,10 @@ def clean_message(text: str, max_chars: int) -> str:
     return text
 
 
+class NotStored(Exception):
+    """The store could not make a turn's user message durable (its write was rolled back)."""
+
+
 class Engine:
     """Shared by every transport. Owns the tool runner and background work (summaries)."""
 
@@ -150,6 +154,7 @@ class PreparedTurn:
         self.engine, self.bot, self.provider = engine, bot, provider
         self.conv, self.turn, self.text = started.conv, started.turn, text
         self.started = started
+        self._durable: Any = started.durable  # None once it has resolved
         # The store could not make the user's message durable: the turn was rolled back.
         self.lost = False
         self.user, self.variables = user, variables
@@ -179,26 +184,43 @@ class PreparedTurn:
         return prompt + suffix
 
     async def events(self) -> AsyncIterator[Event]:
-        """The turn's events. The first one waits until the user's message is durable."""
-        durable: Any = self.started.durable
+        """The turn's events. Nothing is passed on (and nothing more of the turn is written)
+        before the user's message is durable; if it never becomes durable, the only event is
+        a `not_stored` error."""
         events = self._events()
         try:
-            async for event in events:
-                if durable is not None:
-                    try:
-                        await durable
-                    except Exception:  # noqa: BLE001 - the store says why in its own log
-                        self.lost = True
-                        yield Error(
-                            "not_stored",
-                            "Your message could not be saved, so it was not answered. "
-                            "Send it again.",
-                        )
-                        return
-                    durable = None
-                yield event
+            try:
+                async for event in events:
+                    await self._stored()
+                    yield event
+            except NotStored:
+                raise
+            except Exception:
+                await self._stored()  # a lost turn explains a store error: report that
+                raise
+        except NotStored:
+            yield Error(
+                "not_stored",
+                "Your message could not be saved, so it was not answered. Send it again.",
+            )
         finally:
             await events.aclose()
+
+    async def _stored(self) -> None:
+        """Wait until the user's message is durable; raise NotStored if it never will be. A
+        lost turn must not write anything: its number may already belong to another turn."""
+        if self.lost:
+            raise NotStored
+        if self._durable is None:
+            return
+        try:
+            # Shielded: a client that goes away must not cancel the store's future; closing
+            # the turn (in its own task) waits for it again.
+            await asyncio.shield(self._durable)
+        except Exception:  # noqa: BLE001 - the store logs why; the user hears not_stored
+            self.lost = True
+            raise NotStored from None
+        self._durable = None
 
     async def _events(self) -> AsyncIterator[Event]:
         bot, store, conv, turn = self.bot, self.engine.store, self.conv, self.turn
@@ -236,6 +258,7 @@ class PreparedTurn:
                 calls = [b for b in reply.content if b.get("type") == "tool_use"]
                 if reply.stop_reason != "tool_use" or not calls:
                     break
+                await self._stored()
                 await store.add_message(conv, turn, "assistant", reply.content, reply.usage)
                 messages.append({"role": "assistant", "content": reply.content})
                 if record.rounds >= bot.limits.max_tool_rounds:
@@ -295,10 +318,10 @@ class PreparedTurn:
         tokens, in one durable write."""
         engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
         user = conv.key.user
-        if self.lost:  # the turn was rolled back: there is normally nothing left to close
+        try:
+            await self._stored()
+        except NotStored:  # the turn was rolled back: nothing of it may be written
             self.record.outcome, self.record.error_code = "error", "not_stored"
-            with contextlib.suppress(Exception):
-                await engine.store.complete_turn(conv, turn, "error", [])
             log_turn(self.record)
             return
         try:

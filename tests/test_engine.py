@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import textwrap
+import threading
 
 import pytest
-from fake_anthropic import cut_after, error, text
+from fake_anthropic import cut_after, error, text, tool_use
 
 from botrunner.engine import Engine, InputError
 from botrunner.events import Done, Error, TextDelta
@@ -341,3 +342,59 @@ async def test_a_message_that_could_not_be_stored_is_not_answered(upstream, held
     upstream.enqueue(text("Fine now."))
     reply, _ = await say(held, bot, "again")
     assert reply == "Fine now."
+
+
+async def lose_the_next_start(engine: Engine, bot, key: ConversationKey):
+    """Prepare a turn whose start is rolled back after it was handed back: a job in the same
+    batch breaks a deferred foreign key, so that batch's COMMIT fails."""
+    store = engine.store
+
+    def tables(c: sqlite3.Connection) -> None:
+        c.execute("CREATE TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY)")
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS child (parent_id INTEGER REFERENCES parent (id) "
+            "DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+    await store.call(tables, write=True)
+    gate = threading.Event()
+    holding = asyncio.ensure_future(store.call(lambda c: gate.wait(10), write=True))
+    await asyncio.sleep(0.05)  # the writer thread is now inside `holding`
+    preparing = asyncio.ensure_future(engine.prepare(bot, key, "hi"))
+    await asyncio.sleep(0.05)  # start_turn is queued...
+    breaking = asyncio.ensure_future(
+        store.call(lambda c: c.execute("INSERT INTO child VALUES (99)"), write=True)
+    )
+    await asyncio.sleep(0.05)  # ... and this job right after it: one batch
+    gate.set()
+    prepared = await preparing
+    await asyncio.gather(holding, breaking, return_exceptions=True)
+    return prepared
+
+
+@pytest.mark.parametrize("first_reply", ["text", "tool_use"])
+async def test_a_turn_rolled_back_after_it_started_says_so_and_writes_nothing(
+    upstream, engine, tmp_path, first_reply
+):
+    bot = write_bot(tmp_path)
+    if first_reply == "text":
+        upstream.enqueue(text("Never shown."))
+    else:
+        upstream.enqueue(tool_use([("lookup", {"q": "x"}, "toolu_1")]))  # never run
+    lost = await lose_the_next_start(engine, bot, KEY)
+    assert [e async for e in lost.events()] == [
+        Error(
+            "not_stored",
+            "Your message could not be saved, so it was not answered. Send it again.",
+        )
+    ]
+    # Its turn number was given back: the next turn takes it and is stored whole.
+    upstream.enqueue(text("Stored."))
+    reply, events = await say(engine, bot, "again")
+    assert reply == "Stored." and isinstance(events[-1], Done)
+    history = await engine.store.history(KEY)
+    assert [(m.turn, m.role, m.status) for m in history] == [
+        (lost.turn, "user", "ok"),
+        (lost.turn, "assistant", "ok"),
+    ]
+    assert history[0].content == [{"type": "text", "text": "again"}]

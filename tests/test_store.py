@@ -352,6 +352,28 @@ async def test_start_turn_reads_the_recent_turns_in_the_same_step(store):
     assert (await store.start_turn(KEY, text("q4"), None)).recent == []
 
 
+async def test_a_close_cut_short_can_be_finished_later(tmp_path: Path):
+    """A shutdown deadline that cancels close() must not break the writer: a second close()
+    still waits for the queued work and the thread ends cleanly."""
+    s = SQLiteStore(tmp_path / "x.db")
+    crashes: list[BaseException] = []
+    old_hook, threading.excepthook = threading.excepthook, lambda a: crashes.append(a.exc_value)
+    try:
+        gate = threading.Event()
+        slow = asyncio.ensure_future(s.call(lambda c: gate.wait(10) and 7, write=True))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(s.close(), 0.05)
+        gate.set()
+        await asyncio.wait_for(s.close(), 5)
+        assert await slow == 7
+        s._thread.join(5)
+        assert not s._thread.is_alive()
+    finally:
+        threading.excepthook = old_hook
+    assert crashes == []
+
+
 async def test_close_is_idempotent_and_final(tmp_path: Path):
     s = SQLiteStore(tmp_path / "x.db")
     await s.close()

@@ -15,7 +15,6 @@ Tool results are reported without their content (it is for the model, not the en
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -109,6 +108,10 @@ class TurnStream(Response):
     one upstream read, the last event and the end of the body) go out in one body message, so
     one socket write instead of one per event; a chunk is never held back while the next one
     is awaited. The bytes on the wire are the same.
+
+    How: the generator runs in its own task (`produce`), which appends to `ready` and only lets
+    the sender (`deliver`) run when it has to wait; `deliver` then sends everything ready in
+    one message. The generator never sees the sender's waits (a slow client) or failures.
     """
 
     def __init__(
@@ -127,92 +130,63 @@ class TurnStream(Response):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def pump() -> None:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            ready: list[bytes] = []
+        ready: list[bytes] = []
+        more = asyncio.Event()  # set: something to send, or the generator has ended
+        room = asyncio.Event()  # cleared while `ready` is full
+        room.set()
+        ended: bool | BaseException = False  # True, or what the generator raised
 
-            async def flush(more_body: bool = True) -> None:
+        async def produce() -> None:
+            nonlocal ended
+            try:
+                async for chunk in self.chunks:
+                    ready.append(chunk)
+                    more.set()
+                    if len(ready) >= _MAX_BATCH:
+                        room.clear()
+                        await room.wait()
+                ended = True
+            except BaseException as exc:
+                ended = exc
+                raise
+            finally:
+                more.set()
+                # Here, in the task the generator ran in: its cleanup (closing the turn in the
+                # store) never waits for the client.
+                await self.chunks.aclose()
+
+        async def deliver() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            while True:
+                await more.wait()
+                more.clear()
+                last = ended
                 body = b"".join(ready)
                 ready.clear()
-                await send({"type": "http.response.body", "body": body, "more_body": more_body})
-
-            while True:
-                step = self.chunks.__anext__()
-                try:
-                    waiting_on = step.send(None)  # run the generator until it yields or waits
-                except StopIteration as produced:  # a chunk, ready without waiting
-                    ready.append(produced.value)
-                    if len(ready) >= _MAX_BATCH:
-                        await flush()
-                    continue
-                except StopAsyncIteration:
-                    break
-                resume = _Resume(step, waiting_on)
-                if ready:  # the next chunk needs a wait: send what is ready first
-                    try:
-                        await flush()
-                    except BaseException as exc:  # noqa: BLE001
-                        # The generator is suspended in its wait: it sees the exception (a
-                        # cancellation) there, as it would have if this wait were its own.
-                        if isinstance(exc, asyncio.CancelledError) and isinstance(
-                            waiting_on, asyncio.Future
-                        ):
-                            waiting_on.cancel()
-                        resume = _Resume(step, None, exc)
-                try:
-                    ready.append(await resume)
-                except StopAsyncIteration:
-                    break
-            await flush(more_body=False)
+                room.set()
+                if last is True:
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    return
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                if last:
+                    return  # the generator failed: no clean end of the body
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        streaming = asyncio.create_task(pump())
+        producing = asyncio.create_task(produce())
+        delivering = asyncio.create_task(deliver())
         watching = asyncio.create_task(disconnected())
         try:
-            await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({delivering, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            watching.cancel()
-            if not streaming.done():
-                streaming.cancel()
-            try:
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await streaming
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await watching
-            finally:
-                await self.chunks.aclose()
-
-
-class _Resume:
-    """Awaits the rest of an awaitable step that was started with `step.send(None)` and
-    stopped at `waiting_on` (what it waits for): exactly what `await step` would have done
-    from there, in the same task (its timeouts and cancel scopes stay valid), including
-    cancellation, which is thrown into the step. `throw`: an exception to raise in the step
-    where it waits, first."""
-
-    __slots__ = ("step", "waiting_on", "throw")
-
-    def __init__(self, step: Any, waiting_on: Any, throw: BaseException | None = None) -> None:
-        self.step, self.waiting_on, self.throw = step, waiting_on, throw
-
-    def __await__(self) -> Any:
-        step, value, pending = self.step, self.waiting_on, self.throw
-        while True:
-            try:
-                if pending is not None:
-                    exc, pending = pending, None
-                    value = step.throw(exc)
-                try:
-                    sent = yield value
-                except GeneratorExit:
-                    step.close()
-                    raise
-                except BaseException as exc:  # noqa: BLE001 - cancellation and the like: pass it on
-                    pending = exc
-                    continue
-                value = step.send(sent)
-            except StopIteration as done:
-                return done.value
+            for task in (producing, delivering, watching):
+                task.cancel()
+            outcomes = await asyncio.gather(producing, delivering, watching, return_exceptions=True)
+            await self.chunks.aclose()
+        for outcome in outcomes[:2]:
+            # A failed generator is a bug worth a traceback; a client that went away is not.
+            if isinstance(outcome, Exception) and not isinstance(outcome, OSError):
+                raise outcome

@@ -9,7 +9,6 @@ transcript but never sent to the model again, so a failure can't leave a danglin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -90,7 +89,7 @@ class StartedTurn:
     turn: int
     # The messages `RecentTurns` asked for (empty when it asked for none).
     recent: list[dict[str, Any]]
-    durable: Awaitable[None]
+    durable: asyncio.Future[None]  # may be awaited more than once
 
 
 def already_durable() -> asyncio.Future[None]:

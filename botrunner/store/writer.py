@@ -203,6 +203,10 @@ class SQLiteWriter:
                 if job.write:
                     conn.execute("RELEASE job")
                 done.append((job, result, None))
+        if not conn.in_transaction:
+            # The last job's failure made SQLite roll the whole transaction back.
+            _deliver_all([(j, None, err or _lost()) for j, _, err in done])
+            return
         early = [outcome for outcome in done if outcome[0].durable is not None]
         if early:
             # Results are final unless the COMMIT fails; the callers learn that from `durable`.
@@ -251,4 +255,6 @@ class SQLiteWriter:
         if not self._closed:
             self._closed = True
             self._queue.put(_STOP)
-        await asyncio.wrap_future(self._stopped)
+        # Shielded: cancelling a close (a shutdown deadline) must not cancel the thread's
+        # own future, which it still has to set.
+        await asyncio.shield(asyncio.wrap_future(self._stopped))
