@@ -14,7 +14,7 @@ import yaml
 from yaml.nodes import Node, ScalarNode
 
 from botrunner.problems import Problem
-from botrunner.yamlsyntax import syntax_problem
+from botrunner.yamlsyntax import reader_problem, syntax_problem, yaml_lines
 from botrunner.yamlvalues import NULL, Builder, TooBig, plain_text, start_pos, surprise
 
 __all__ = ["Path", "Source", "parse", "plain_text", "surprise"]
@@ -42,7 +42,7 @@ class Source:
     @property
     def lines(self) -> list[str]:
         if self._lines is None:
-            self._lines = self.text.splitlines()
+            self._lines = yaml_lines(self.text)
         return self._lines
 
     # -- locations ---------------------------------------------------------------------------
@@ -111,6 +111,9 @@ def parse(text: str, file: str) -> Source:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         src.problems.append(syntax_problem(file, text, exc))
+        return src
+    except yaml.reader.ReaderError as exc:
+        src.problems.append(reader_problem(file, text, exc))
         return src
     except yaml.YAMLError as exc:  # pragma: no cover - e.g. reader errors without a mark
         src.problems.append(src.problem((1, 1), f"this is not valid YAML: {exc}"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from botrunner.problems import Problem
@@ -47,6 +49,40 @@ _KNOWN = [
 ]
 
 
+# What YAML counts as a line break (str.splitlines also splits on \x0b, \x0c, \x1c...).
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_CONTROL_NAMES = {
+    "\x00": "a NUL byte",
+    "\x0b": "a vertical tab",
+    "\x0c": "a form feed (page break)",
+    "\x1b": "an escape character",
+    "\x7f": "a delete character",
+}
+
+
+def yaml_lines(text: str) -> list[str]:
+    """The lines of `text` as YAML numbers them (mark.line is an index into this)."""
+    return _LINE_BREAK.split(text)
+
+
+def reader_problem(file: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not accept (PyYAML gives only its offset in the text)."""
+    before = text[: max(exc.position, 0)]
+    line = len(_LINE_BREAK.findall(before))
+    col = len(_LINE_BREAK.split(before)[-1])
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    what = _CONTROL_NAMES.get(char, f"the invisible control character U+{ord(char):04X}")
+    return Problem(
+        file,
+        line + 1,
+        col + 1,
+        "error",
+        f"this line contains {what}, which YAML does not allow",
+        "Delete it: it is usually invisible, pasted in from another program. Retyping the "
+        "line removes it.",
+    )
+
+
 def syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line, mark.column) if mark else (0, 0)
@@ -54,7 +90,7 @@ def syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     context = exc.context or ""
     message, hint = None, None
     if "cannot start any token" in problem:
-        lines = text.splitlines()
+        lines = yaml_lines(text)
         char = lines[line][col] if line < len(lines) and col < len(lines[line]) else ""
         if char == "\t":
             message = "tabs cannot be used for indentation in YAML"
