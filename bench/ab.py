@@ -31,6 +31,8 @@ from bench.peers import ROOT, make_peers
 def checkout(rev: str, into: Path) -> Path:
     if rev == ".":
         return ROOT
+    if Path(rev).is_dir():  # a checkout somewhere else (e.g. an experiment), used as it is
+        return Path(rev).resolve()
     tree = into / rev.replace("/", "_").replace("~", "-")
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev], check=True
@@ -40,7 +42,7 @@ def checkout(rev: str, into: Path) -> Path:
 
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("a", help="a git revision, or . for the working tree")
+    p.add_argument("a", help="a git revision, a directory with a checkout, or . (working tree)")
     p.add_argument("b", nargs="?", default=".", help="default: the working tree")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--seconds", type=float, default=6.0)
@@ -85,7 +87,7 @@ async def main() -> None:
         up.proc.stop()
     finally:
         for tree in trees:
-            if tree != ROOT:
+            if tree.parent == work:
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                     check=False,
