@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import textwrap
 import threading
 
 import pytest
 from fake_anthropic import cut_after, error, text, tool_use
+from sqlite_faults import add_deferred_foreign_key, break_the_commit
 
 from botrunner.engine import Engine, InputError
 from botrunner.events import Done, Error, TextDelta
@@ -46,13 +48,20 @@ def upstream(fake_anthropic, monkeypatch):
     return fake_anthropic
 
 
+@contextlib.asynccontextmanager
+async def engine_on(store):
+    engine = Engine(store)
+    try:
+        yield engine
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
 @pytest.fixture
 async def engine(tmp_path):
-    store = open_store(tmp_path / "chat.db")
-    engine = Engine(store)
-    yield engine
-    await engine.aclose()
-    await store.close()
+    async with engine_on(open_store(tmp_path / "chat.db")) as engine:
+        yield engine
 
 
 async def say(engine, bot, message, key=KEY, **options):
@@ -296,11 +305,8 @@ class HeldStore(SQLiteStore):
 
 @pytest.fixture
 async def held(tmp_path):
-    store = HeldStore(tmp_path / "held.db")
-    engine = Engine(store)
-    yield engine
-    await engine.aclose()
-    await store.close()
+    async with engine_on(HeldStore(tmp_path / "held.db")) as engine:
+        yield engine
 
 
 async def test_model_is_asked_while_the_message_is_stored_but_nothing_shows_before(
@@ -348,23 +354,13 @@ async def lose_the_next_start(engine: Engine, bot, key: ConversationKey):
     """Prepare a turn whose start is rolled back after it was handed back: a job in the same
     batch breaks a deferred foreign key, so that batch's COMMIT fails."""
     store = engine.store
-
-    def tables(c: sqlite3.Connection) -> None:
-        c.execute("CREATE TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY)")
-        c.execute(
-            "CREATE TABLE IF NOT EXISTS child (parent_id INTEGER REFERENCES parent (id) "
-            "DEFERRABLE INITIALLY DEFERRED)"
-        )
-
-    await store.call(tables, write=True)
+    await add_deferred_foreign_key(store)
     gate = threading.Event()
     holding = asyncio.ensure_future(store.call(lambda c: gate.wait(10), write=True))
     await asyncio.sleep(0.05)  # the writer thread is now inside `holding`
     preparing = asyncio.ensure_future(engine.prepare(bot, key, "hi"))
     await asyncio.sleep(0.05)  # start_turn is queued...
-    breaking = asyncio.ensure_future(
-        store.call(lambda c: c.execute("INSERT INTO child VALUES (99)"), write=True)
-    )
+    breaking = asyncio.ensure_future(store.call(break_the_commit, write=True))
     await asyncio.sleep(0.05)  # ... and this job right after it: one batch
     gate.set()
     prepared = await preparing

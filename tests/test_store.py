@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlite_faults import add_deferred_foreign_key, break_the_commit
 
 from botrunner.events import Usage
 from botrunner.store import (
@@ -317,17 +318,8 @@ async def test_call_early_reports_a_failed_commit_through_durable(store):
     """A write whose COMMIT fails (here: a deferred foreign key) was handed back already: the
     caller learns it was rolled back from `durable`, and the store goes on working."""
 
-    def create(c: sqlite3.Connection) -> None:
-        c.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-        c.execute(
-            "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) "
-            "DEFERRABLE INITIALLY DEFERRED)"
-        )
-
-    await store.call(create, write=True)
-    rowid, durable = await store.call_early(
-        lambda c: c.execute("INSERT INTO child VALUES (99)").lastrowid
-    )
+    await add_deferred_foreign_key(store)
+    rowid, durable = await store.call_early(break_the_commit)
     assert rowid == 1
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
         await durable
