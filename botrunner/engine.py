@@ -154,7 +154,7 @@ class PreparedTurn:
         self.engine, self.bot, self.provider = engine, bot, provider
         self.conv, self.turn, self.text = started.conv, started.turn, text
         self.started = started
-        self._durable: Any = started.durable  # None once it has resolved
+        self._durable: asyncio.Future[None] | None = started.durable  # None once resolved
         # The store could not make the user's message durable: the turn was rolled back.
         self.lost = False
         self.user, self.variables = user, variables
@@ -231,7 +231,7 @@ class PreparedTurn:
         finishing: asyncio.Future[None] | None = None
         try:
             memory = get_strategy(bot.memory.strategy)
-            if memory.recent(bot) is not None:
+            if self.started.recent is not None:  # read by start_turn (see Engine.prepare)
                 context = memory.from_recent(conv, bot, self.started.recent)
             else:
                 context = await memory.context(store, conv, bot, turn, self.text)

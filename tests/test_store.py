@@ -341,7 +341,7 @@ async def test_start_turn_reads_the_recent_turns_in_the_same_step(store):
     await started.durable
     assert started.turn == 4
     assert [m["content"][0]["text"] for m in started.recent] == ["q1", "a1", "q2", "a2"]
-    assert (await store.start_turn(KEY, text("q4"), None)).recent == []
+    assert (await store.start_turn(KEY, text("q4"), None)).recent is None
 
 
 async def test_a_close_cut_short_can_be_finished_later(tmp_path: Path):

@@ -87,16 +87,9 @@ class StartedTurn:
 
     conv: Conversation
     turn: int
-    # The messages `RecentTurns` asked for (empty when it asked for none).
-    recent: list[dict[str, Any]]
+    # The messages `RecentTurns` asked for; None when start_turn was given none.
+    recent: list[dict[str, Any]] | None
     durable: asyncio.Future[None]  # may be awaited more than once
-
-
-def already_durable() -> asyncio.Future[None]:
-    """A `StartedTurn.durable` for a backend whose start_turn returns after the commit."""
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,9 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
     ) -> StartedTurn | Refused:
         raw, text, now = json.dumps(content), message_text(content), time.time()
 
-        def job(c: sqlite3.Connection) -> tuple[Conversation, int, list[dict[str, Any]]] | Refused:
+        def job(
+            c: sqlite3.Connection,
+        ) -> tuple[Conversation, int, list[dict[str, Any]] | None] | Refused:
             if admission is not None:
                 refused = limits.admit(c, admission)
                 if refused is not None:
@@ -92,7 +94,7 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
             conv = conversations.open_conversation(c, key, now)
             turn = conversations.begin_turn(c, conv.id, raw, text, now)
             conv.turns = max(conv.turns, turn)
-            messages = [] if recent is None else conversations.recent(c, conv, turn, recent)
+            messages = None if recent is None else conversations.recent(c, conv, turn, recent)
             return conv, turn, messages
 
         # Handed back before the commit: the model request overlaps the fsync (see writer).
