@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -531,3 +532,25 @@ def test_sdk_tracing_is_off_unless_opentelemetry_is_set_up(
     traced = make_provider(make_bot("http://127.0.0.1:9"))._make_client()
     assert traced.open_telemetry["traces"]["enabled"] is True
     assert traced.open_telemetry["traces"]["content_mode"] == "content"
+
+
+async def test_a_burst_leaves_at_most_32_idle_connections(fake_anthropic: FakeAnthropic) -> None:
+    """Every request checks the socket of each idle pooled connection, so a burst must not
+    leave one idle connection per past request behind (the SDK would keep 100): 32 are kept
+    for the next requests, the rest are closed."""
+    provider = make_provider(make_bot(fake_anthropic.url))
+
+    async def one() -> None:
+        async for _ in provider.stream(REQUEST, deadline=time.monotonic() + 10):
+            pass
+
+    try:
+        fake_anthropic.enqueue(*(text("hi") for _ in range(80)))
+        await asyncio.gather(*(one() for _ in range(40)))
+        burst = {r.peer for r in fake_anthropic.requests}
+        assert len(burst) == 40  # 40 requests at once: 40 connections
+        await asyncio.gather(*(one() for _ in range(40)))
+        again = {r.peer for r in fake_anthropic.requests[40:]}
+        assert len(again & burst) == 32
+    finally:
+        await provider.aclose()

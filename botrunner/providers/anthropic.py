@@ -49,6 +49,12 @@ _Accumulator, _sse_events = Accumulator, sse_events
 # SDK releases with OpenTelemetry spans take an `open_telemetry` client option.
 _SDK_HAS_TRACING = "open_telemetry" in inspect.signature(anthropic.AsyncAnthropic).parameters
 
+# The SDK's own limits, but at most 32 idle connections kept (the SDK keeps 100): the pool
+# checks every idle connection's socket on every request, so after a burst of 128 concurrent
+# turns each turn cost up to twice the CPU while the extra connections idled (bench/ab.py).
+# Idle ones still live 5 s, so a bot with a message now and then keeps a warm connection.
+_POOL_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=32)
+
 ENV_API_KEY = "ANTHROPIC_API_KEY"
 ENV_AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
 
@@ -120,12 +126,14 @@ class AnthropicProvider:
             # The SDK would build a span per request that nothing records (about a tenth of
             # its CPU per request); with OpenTelemetry set up, its defaults apply.
             options["open_telemetry"] = {"traces": False, "propagation": False}
+        # The deadline is enforced around every await; this only bounds connecting.
+        timeout = httpx2.Timeout(timeout=None, connect=10.0)
         return anthropic.AsyncAnthropic(
             api_key=self.api_key,
             base_url=self.base_url,
             max_retries=0,
-            # The deadline is enforced around every await; this only bounds connecting.
-            timeout=httpx2.Timeout(timeout=None, connect=10.0),
+            timeout=timeout,
+            http_client=anthropic.DefaultAsyncHttpxClient(timeout=timeout, limits=_POOL_LIMITS),
             **options,
         )
 
