@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 import httpx
 from fake_anthropic import slow, text
@@ -84,3 +85,12 @@ def test_sigterm_lets_the_stream_in_flight_finish(tmp_path, fake_anthropic):
     messages = stored(db, "t")
     assert [(m.role, m.status) for m in messages] == [("user", "ok"), ("assistant", "ok")]
     assert messages[-1].content[0]["text"] == words
+
+
+def test_ctrl_c_stops_the_server(tmp_path, fake_anthropic):
+    """SIGINT (Ctrl-C in the terminal) stops an idle server at once, with exit code 0."""
+    args = [str(write_bot(tmp_path)), "--db", str(tmp_path / "bots.db"), "--no-reload"]
+    with ProcessServer(args, serve_env(fake_anthropic)) as srv:
+        assert httpx.get(srv.url + "/livez", timeout=10).status_code == 200
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.wait(timeout=10) == 0

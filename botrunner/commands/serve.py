@@ -20,9 +20,10 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -92,18 +93,29 @@ def run(
         )
         return 2
     turnlog.configure(log_to)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_serve(live, host, port, db, reload, keys, grace, max_body_bytes))
+    return _run_loop(_serve(live, host, port, db, reload, keys, grace, max_body_bytes))
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it exists (not on Windows): about a tenth less CPU per turn than asyncio's
-    own loop (bench/ab.py). uvicorn picks httptools, the C HTTP parser, by itself."""
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run `main` on uvloop where it exists (not on Windows): about a tenth less CPU per turn
+    than asyncio's own loop (bench/ab.py); uvicorn picks httptools, the C HTTP parser, by
+    itself. The loop is run directly, not through asyncio.Runner: with uvloop under a Runner, a
+    server started in the background by a shell (which sets SIGINT to be ignored) no longer
+    stopped on SIGINT, as it does on asyncio's loop (_Server.capture_signals takes both)."""
     try:
         import uvloop
     except ImportError:
-        return None
-    return uvloop.new_event_loop
+        return asyncio.run(main)
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 async def _serve(
