@@ -73,6 +73,6 @@ class RecentStrategy(BaseStrategy):
         spec = self.recent(bot)
         messages = []
         if spec.count != 0:
-            after = conv.summary_upto if spec.after_summary else None
+            after = spec.after(conv)
             messages = await store.recent_turns(conv, spec.count, before=turn, after=after)
         return self.from_recent(conv, bot, messages)

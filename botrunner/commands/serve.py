@@ -189,15 +189,20 @@ def _import_providers(live: LiveBots) -> Future[None]:
     return done
 
 
-async def _check_providers(engine: Engine, live: LiveBots, loading: Future[None]) -> None:
-    """Once the providers are imported: say which bots can't reach their model."""
-    with contextlib.suppress(Exception):  # an import error surfaces with the first chat turn
-        await asyncio.wrap_future(loading)
-    # Everything loaded so far (the web stack, the SDK, the bots: ~200,000 objects) lives as
-    # long as the server: keep it out of the garbage collector's full passes, which otherwise
-    # stop every reply in flight for ~90 ms now and then.
+def _freeze_startup_heap() -> None:
+    """Everything loaded by now (the web stack, the SDK, the bots: ~200,000 objects) lives as
+    long as the server: keep it out of the garbage collector's full passes, which otherwise
+    stop every reply in flight for ~90 ms now and then. Called once the SDK is imported."""
     gc.collect()
     gc.freeze()
+
+
+async def _check_providers(engine: Engine, live: LiveBots, loading: Future[None]) -> None:
+    """Once the providers are imported: freeze the start-up heap, then say which bots can't
+    reach their model."""
+    with contextlib.suppress(Exception):  # an import error surfaces with the first chat turn
+        await asyncio.wrap_future(loading)
+    _freeze_startup_heap()
     for bot in live.bots.values():
         try:
             engine.check(bot)

@@ -79,6 +79,10 @@ class RecentTurns:
     count: int | None
     after_summary: bool = False
 
+    def after(self, conv: Conversation) -> int | None:
+        """The turn the read starts after (exclusive), or None for no lower bound."""
+        return conv.summary_upto if self.after_summary else None
+
 
 @dataclass(slots=True)
 class StartedTurn:

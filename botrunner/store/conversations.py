@@ -170,8 +170,8 @@ def recent(
     """`spec`'s messages before `turn`, as `recent_turns` returns them."""
     if spec.count == 0:
         return []
-    after = conv.summary_upto if spec.after_summary else None
-    return wire(c.execute(_RECENT, (conv.id, *_bounds(spec.count, turn, after))).fetchall())
+    bounds = _bounds(spec.count, turn, spec.after(conv))
+    return wire(c.execute(_RECENT, (conv.id, *bounds)).fetchall())
 
 
 def open_conversation(c: sqlite3.Connection, key: ConversationKey, now: float) -> Conversation:
