@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from botrunner.templating import BodyTemplate, Template, UrlTemplate
 
 MemoryStrategyName = Literal["none", "full", "window", "summarize", "retrieval"]
+CacheMode = Literal["auto", "off"]
+CacheTtl = Literal["5m", "1h"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,10 @@ class Model:
     api_key: str | None = None
     # The variable the key comes from, for error messages that name it.
     api_key_env: str | None = None
+    # Prompt caching: `auto` marks the stable prefix of every request (see
+    # botrunner.providers.caching); `off` sends no cache_control at all.
+    cache: CacheMode = "auto"
+    cache_ttl: CacheTtl = "5m"
 
 
 @dataclass(frozen=True, slots=True)

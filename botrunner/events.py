@@ -8,16 +8,43 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one or more model calls, split the way they are billed. `input_tokens` is
+    the uncached input only (as the Messages API reports it): the whole prompt is
+    `input_tokens + cache_read_tokens + cache_write_tokens`. `cache_write_1h_tokens` is the
+    part of the writes made with the 1-hour TTL (priced higher than 5-minute writes)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Every prompt token, however it was billed."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Every token the call used: what the daily token budget counts."""
+        return self.prompt_tokens + self.output_tokens
+
     def to_dict(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,9 @@ def _build(
             base_url=base_url,
             api_key=api_key,
             api_key_env=api_key_env,
+            # YAML 1.1 reads an unquoted `off` as false; the schema accepts both.
+            cache="off" if model.get("cache", "auto") in ("off", False) else "auto",
+            cache_ttl=model.get("cache_ttl", "5m"),
         ),
         system=system,
         path=path,

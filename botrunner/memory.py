@@ -11,8 +11,11 @@ turn completed).
 Every read is bounded by what is sent: the store answers "the last N completed turns" and
 "these turns" from indexes, so a turn costs the same with 10 or 10,000 stored messages.
 
-`max_turns` counts the new message: window, summarize and retrieval send the last
-`max_turns - 1` earlier completed turns, so `max_turns` user turns reach the model.
+`max_turns` counts the new message: window, summarize and retrieval send at most
+`max_turns - 1` earlier completed turns, so at most `max_turns` user turns reach the model.
+They drop old turns several at a time (window and retrieval `window_step`, summarize
+`summarize_every`), so the beginning of what is sent stays byte-identical for several
+messages and is read from the prompt cache (see `botrunner.providers.caching`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,15 @@ from botrunner.memory_base import (
     RecentStrategy,
     Summarizer,
     earlier_turns,
+    window_step,
 )
-from botrunner.memory_retrieval import STOPWORDS, RetrievalMemory, search_terms
+from botrunner.memory_retrieval import (
+    RETRIEVED_FOOTER,
+    RETRIEVED_HEADER,
+    STOPWORDS,
+    RetrievalMemory,
+    search_terms,
+)
 from botrunner.memory_summarize import (
     SUMMARY_HEADER,
     SUMMARY_INSTRUCTIONS,
@@ -59,10 +69,11 @@ class FullMemory(RecentStrategy):
 
 
 class WindowMemory(RecentStrategy):
-    """The last `max_turns - 1` completed turns: one indexed read."""
+    """The recent completed turns, at most `max_turns - 1`, dropped `window_step` at a time
+    (see `window_start`): one indexed read."""
 
     def recent(self, bot: Bot) -> RecentTurns:
-        return RecentTurns(earlier_turns(bot.memory))
+        return RecentTurns(earlier_turns(bot.memory), step=window_step(bot.memory))
 
     def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
         return Context(messages)
@@ -86,6 +97,8 @@ def get_strategy(name: str) -> MemoryStrategy:
 
 
 __all__ = [
+    "RETRIEVED_FOOTER",
+    "RETRIEVED_HEADER",
     "STOPWORDS",
     "STRATEGIES",
     "SUMMARY_HEADER",
@@ -101,6 +114,7 @@ __all__ = [
     "WindowMemory",
     "earlier_turns",
     "get_strategy",
+    "window_step",
     "render_transcript",
     "search_terms",
     "summary_prompt",

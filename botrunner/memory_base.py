@@ -18,6 +18,9 @@ class Context:
     messages: list[dict[str, Any]]
     # Appended as is to the rendered system prompt (starts with a blank line when non-empty).
     system_suffix: str = ""
+    # Text sent in the new user message, before the user's own text: for context that
+    # changes with every message, after the prefix that stays the same (and is cached).
+    preamble: str = ""
 
 
 class MemoryStrategy(Protocol):
@@ -42,8 +45,14 @@ class MemoryStrategy(Protocol):
 
 
 def earlier_turns(memory: Memory) -> int:
-    """How many earlier completed turns go verbatim with a new message."""
+    """The most earlier completed turns that go verbatim with a new message."""
     return max(memory.max_turns - 1, 0)
+
+
+def window_step(memory: Memory) -> int:
+    """How many old turns `window` and `retrieval` drop at a time: a quarter of max_turns
+    (at least 1), so the start of what is sent stays the same for that many messages."""
+    return max(memory.max_turns // 4, 1)
 
 
 class BaseStrategy:
@@ -73,6 +82,6 @@ class RecentStrategy(BaseStrategy):
         spec = self.recent(bot)
         messages = []
         if spec.count != 0:
-            after = spec.after(conv)
+            after = spec.after(conv, turn)
             messages = await store.recent_turns(conv, spec.count, before=turn, after=after)
         return self.from_recent(conv, bot, messages)

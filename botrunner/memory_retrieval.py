@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from botrunner.bot import Bot
-from botrunner.memory_base import BaseStrategy, Context, earlier_turns
-from botrunner.store.base import Conversation, ConversationStore
+from botrunner.memory_base import BaseStrategy, Context, earlier_turns, window_step
+from botrunner.memory_summarize import render_transcript
+from botrunner.store.base import Conversation, ConversationStore, window_start
 
 _WORD = re.compile(r"[^\W_]+")
 # Words too common to say anything about relevance.
@@ -176,14 +177,18 @@ def search_terms(message: str, limit: int = 16) -> list[str]:
 
 
 class RetrievalMemory(BaseStrategy):
-    """The recent window plus up to `retrieve_turns` older completed turns most relevant to the
-    new message (FTS5 BM25 over this conversation), sent first, in turn order."""
+    """The recent window (as `window` sends it, dropping old turns `window_step` at a time)
+    plus up to `retrieve_turns` older completed turns most relevant to the new message (FTS5
+    BM25 over this conversation). The retrieved turns change with every message, so they are
+    sent after the part that stays the same: as a transcript at the start of the new user
+    message, not as earlier messages (which would change the cached prefix every time)."""
 
     async def context(
         self, store: ConversationStore, conv: Conversation, bot: Bot, turn: int, message: str
     ) -> Context:
         count = earlier_turns(bot.memory)
-        recent = await store.turn_numbers(conv, count, before=turn) if count else []
+        start = window_start(turn, count, window_step(bot.memory)) or None
+        recent = await store.turn_numbers(conv, count, before=turn, after=start) if count else []
         older: list[int] = []
         terms = search_terms(message)
         if terms and bot.memory.retrieve_turns > 0:
@@ -193,5 +198,13 @@ class RetrievalMemory(BaseStrategy):
                 before=recent[0] if recent else turn,
                 limit=bot.memory.retrieve_turns,
             )
-        numbers = sorted(older) + recent
-        return Context(await store.turns(conv, numbers) if numbers else [])
+        messages = await store.turns(conv, recent) if recent else []
+        preamble = ""
+        if older:
+            transcript = render_transcript(await store.turns(conv, sorted(older)))
+            preamble = f"{RETRIEVED_HEADER}\n{transcript}\n\n{RETRIEVED_FOOTER}"
+        return Context(messages, preamble=preamble)
+
+
+RETRIEVED_HEADER = "Earlier in this conversation (older messages that may be relevant):"
+RETRIEVED_FOOTER = "My new message:"

@@ -19,21 +19,22 @@ SUMMARY_INSTRUCTIONS = (
 
 
 class SummarizeMemory(RecentStrategy):
-    """A running summary (in the system prompt) plus, verbatim, every completed turn it does
-    not cover yet.
+    """A running summary (in the system prompt, after the rendered prompt) plus, verbatim, the
+    completed turns it does not cover yet: at most `max_turns - 1` of them.
 
-    After a turn, once at least `summarize_every` completed turns have fallen out of the
-    recent window (the last `max_turns - 1`) since `summary_upto`, they are folded into the
-    summary with one model call. So between folds the model sees the window plus the up to
-    `summarize_every - 1` turns waiting to be folded: no turn is ever in neither the summary
-    nor the messages. Verbatim turns are capped at `max_turns - 1 + summarize_every - 1` (only
-    reached if summaries keep failing), and a fold reads at most `4 * summarize_every` turns,
-    so the per-turn cost stays bounded either way.
+    After a turn, once more than `max_turns - 1` turns wait to be folded, the oldest
+    `summarize_every` of them (at most `max_turns - 1`, at least 1) are folded into the summary
+    with one model call. Between folds neither the summary nor the start of the verbatim turns
+    changes, so both are read from the prompt cache; the new message goes with between
+    `max_turns - summarize_every` and `max_turns - 1` verbatim turns, like `window`. A message
+    sent while a fold is still being written (a second or two after a turn) goes with the last
+    `max_turns - 1` turns: the oldest waiting one is then briefly in neither the summary nor
+    the messages. A fold reads at most `4 * summarize_every` turns, so the per-turn cost stays
+    bounded even if summaries keep failing.
     """
 
     def recent(self, bot: Bot) -> RecentTurns:
-        cap = earlier_turns(bot.memory) + max(bot.memory.summarize_every, 1) - 1
-        return RecentTurns(cap, after_summary=True)
+        return RecentTurns(earlier_turns(bot.memory), after_summary=True)
 
     def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
         suffix = f"\n\n{SUMMARY_HEADER}\n{conv.summary}" if conv.summary else ""
@@ -44,14 +45,15 @@ class SummarizeMemory(RecentStrategy):
     ) -> None:
         every = max(bot.memory.summarize_every, 1)
         window = earlier_turns(bot.memory)
-        start: int | None = None  # first turn of the next message's window (None: none yet)
-        if window:
-            recent = await store.turn_numbers(conv, window)
-            if len(recent) < window:
-                return  # nothing has left the window yet
-            start = recent[0]
+        waiting = await store.turn_numbers(conv, window + 1, after=conv.summary_upto)
+        if len(waiting) <= window:
+            return  # the next message still sends every turn the summary does not cover
+        keep = window + 1 - min(every, max(window, 1))  # verbatim turns after the fold
+        start: int | None = None  # the first turn kept verbatim (None: fold them all)
+        if keep:
+            start = (await store.turn_numbers(conv, keep))[0]
         folded = await store.turn_numbers(conv, 4 * every, before=start, after=conv.summary_upto)
-        if len(folded) < every:
+        if not folded:
             return
         messages = await store.turns(conv, folded)
         prompt = summary_prompt(conv.summary, messages)

@@ -162,7 +162,8 @@ def _report(check: FileCheck, err: Any) -> None:
         else:
             add(src.node_pos(path), f"{what} should be {want}, not {_describe(value)}", desc, path)
     elif kind == "enum":
-        choices = [str(c) for c in err.validator_value]
+        # A boolean in an enum only accepts YAML 1.1's reading of an unquoted `off`.
+        choices = [str(c) for c in err.validator_value if not isinstance(c, bool)]
         close = closest(str(value), choices)
         add(
             src.node_pos(path),

@@ -23,7 +23,7 @@ from botrunner.bot import Bot
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import StartedTurn
+from botrunner.store.base import StartedTurn, UsageRecord
 from botrunner.tools import ToolOutcome
 from botrunner.turnlog import TurnRecord, log_turn
 
@@ -54,6 +54,10 @@ class PreparedTurn:
         # The store could not make the user's message durable: the turn was rolled back.
         self.lost = False
         self.user, self.variables = user, variables
+        # Every token the turn's model calls used so far (the `done` event's usage), and
+        # how many calls answered.
+        self.usage = Usage()
+        self.requests = 0
         key = self.conv.key
         self.user.setdefault("id", key.user)
         self.record = TurnRecord(
@@ -65,7 +69,10 @@ class PreparedTurn:
             model=bot.model.name,
         )
 
-    def system_prompt(self, suffix: str) -> str:
+    def system_prompt(self) -> str:
+        """The rendered system prompt. Byte-identical on every turn of a conversation whose
+        inputs did not change (so it is read from the prompt cache): `today` changes once a
+        day; only `now` changes every minute (and `validate` warns about it)."""
         now = dt.datetime.now().astimezone()
         context: dict[str, Any] = dict(self.bot.variables)
         if self.variables:
@@ -76,8 +83,7 @@ class PreparedTurn:
             bot={"name": self.bot.name, "description": self.bot.description},
             user=self.user,
         )
-        prompt = self.bot.system.render(context)
-        return prompt + suffix
+        return self.bot.system.render(context)
 
     async def events(self) -> AsyncIterator[Event]:
         """The turn's events. Nothing is passed on (and nothing more of the turn is written)
@@ -122,7 +128,6 @@ class PreparedTurn:
         bot, store, conv, turn = self.bot, self.engine.store, self.conv, self.turn
         record, started = self.record, time.monotonic()
         deadline = started + bot.retry.timeout_seconds
-        usage = Usage()
         status = "error"
         finishing: asyncio.Future[None] | None = None
         try:
@@ -131,14 +136,20 @@ class PreparedTurn:
                 context = memory.from_recent(conv, bot, self.started.recent)
             else:
                 context = await memory.context(store, conv, bot, turn, self.text)
-            messages = [*context.messages, {"role": "user", "content": [_text(self.text)]}]
+            content = [_text(self.text)]
+            if context.preamble:  # after the stable prefix: it changes with every message
+                content.insert(0, _text(context.preamble))
+            messages = [*context.messages, {"role": "user", "content": content}]
             request = ModelRequest(
                 model=bot.model.name,
                 max_tokens=bot.model.max_tokens,
-                system=self.system_prompt(context.system_suffix),
+                system=self.system_prompt(),
+                system_extra=context.system_suffix,
                 messages=messages,
                 tools=[tool.to_api() for tool in bot.tools],
                 temperature=bot.model.temperature,
+                cache=bot.model.cache == "auto",
+                cache_ttl=bot.model.cache_ttl,
             )
             while True:
                 reply: AssistantMessage | None = None
@@ -150,7 +161,8 @@ class PreparedTurn:
                     else:
                         reply = item
                 assert reply is not None
-                usage += reply.usage
+                self.usage += reply.usage
+                self.requests += 1
                 calls = [b for b in reply.content if b.get("type") == "tool_use"]
                 if reply.stop_reason != "tool_use" or not calls:
                     break
@@ -180,10 +192,10 @@ class PreparedTurn:
             # The final reply is stored together with the turn's status and tokens, durably,
             # before `done` is sent: a reply the client saw complete is never lost.
             status = "ok"
-            self._settle(status, usage, started)
-            finishing = asyncio.ensure_future(self._finish(status, usage, reply))
+            self._settle(status, started)
+            finishing = asyncio.ensure_future(self._finish(status, reply))
             await asyncio.shield(finishing)
-            yield Done(usage, reply.stop_reason)
+            yield Done(self.usage, reply.stop_reason)
         except ProviderError as exc:
             record.error_code = exc.code
             yield Error(exc.code, exc.message)
@@ -197,23 +209,25 @@ class PreparedTurn:
             # Runs on success, failure and client disconnect alike: the turn is closed with
             # its real status, so an unfinished turn is never sent to the model again.
             if finishing is None:
-                self._settle(status, usage, started)
-                finishing = asyncio.ensure_future(self._finish(status, usage))
+                self._settle(status, started)
+                finishing = asyncio.ensure_future(self._finish(status))
             await asyncio.shield(finishing)
 
-    def _settle(self, status: str, usage: Usage, started: float) -> None:
-        record = self.record
+    def _settle(self, status: str, started: float) -> None:
+        record, usage = self.record, self.usage
         record.outcome = status if record.error_code is None else "error"
         record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+        record.cache_read_tokens = usage.cache_read_tokens
+        record.cache_write_tokens = usage.cache_write_tokens
+        record.cache_write_1h_tokens = usage.cache_write_1h_tokens
         record.latency_ms = round((time.monotonic() - started) * 1000, 1)
 
-    async def _finish(
-        self, status: str, usage: Usage, reply: AssistantMessage | None = None
-    ) -> None:
-        """Close the turn with `status` (storing `reply` first when given) and count its
-        tokens, in one durable write."""
+    async def _finish(self, status: str, reply: AssistantMessage | None = None) -> None:
+        """Close the turn with `status` (storing `reply` first when given), count its tokens
+        and add them to the usage ledger, in one durable write."""
         engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
-        user = conv.key.user
+        user, usage = conv.key.user, self.usage
+        spent = UsageRecord(bot.model.name, usage, self.requests) if self.requests else None
         try:
             await self._stored()
         except NotStored:  # the turn was rolled back: nothing of it may be written
@@ -227,6 +241,7 @@ class PreparedTurn:
                 status,  # type: ignore[arg-type]
                 [] if reply is None else [("assistant", reply.content, reply.usage)],
                 engine.limiter.charge(bot, user, usage),
+                spent,
             )
         except Exception:
             if reply is None:

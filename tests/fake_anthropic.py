@@ -47,6 +47,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+try:  # imported as tests.fake_anthropic, or run as a script from its own folder
+    from tests.fake_cache import (
+        DEFAULT_MIN_CACHEABLE,
+        CacheRequestError,
+        PromptCache,
+        blocks,
+        catalogue_minimum,
+    )
+except ImportError:  # pragma: no cover - depends on how it is started
+    from fake_cache import (  # type: ignore[no-redef]
+        DEFAULT_MIN_CACHEABLE,
+        CacheRequestError,
+        PromptCache,
+        blocks,
+        catalogue_minimum,
+    )
+
 DEFAULT_MODEL = "claude-fake-1"
 
 _STATUS_TEXT = {
@@ -122,8 +139,12 @@ class Reply:
     status: int = 200
     blocks: tuple[TextOut | ToolUseOut, ...] = ()
     stop_reason: str = "end_turn"
-    input_tokens: int | None = None  # None: estimated from the request
+    input_tokens: int | None = None  # None: estimated from the request (and the cache)
     output_tokens: int | None = None  # None: one per delta
+    # With input_tokens set, the usage reported as is (the cache is still read and written).
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     model: str | None = None  # None: the request's model
     headers: tuple[tuple[str, str], ...] = ()
     error_type: str | None = None
@@ -155,13 +176,17 @@ def text(
     stop_reason: str = "end_turn",
     input_tokens: int | None = None,
     output_tokens: int | None = None,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
     delay: float = 0.0,
     ttft: float = 0.0,
     token_delay: float = 0.0,
     headers: dict[str, str] | None = None,
     model: str | None = None,
 ) -> Reply:
-    """A text reply, streamed word by word (or in the given `chunks`, which must join to `s`)."""
+    """A text reply, streamed word by word (or in the given `chunks`, which must join to `s`).
+    With `input_tokens`, the usage is reported as given (cache fields included)."""
     pieces = tuple(chunks) if chunks is not None else split_words(s)
     if "".join(pieces) != s:
         raise ValueError("chunks must join to the text")
@@ -170,6 +195,9 @@ def text(
         stop_reason=stop_reason,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        cache_write_1h_tokens=cache_write_1h_tokens,
         delay=delay,
         ttft=ttft,
         token_delay=token_delay,
@@ -302,17 +330,48 @@ class RecordedRequest:
     def stream(self) -> bool:
         return isinstance(self.body, dict) and self.body.get("stream") is True
 
+    # `messages`, `system` and `tools` show the request as the model reads it: without the
+    # cache_control markers, a message of one plain text block as its text, the system prompt
+    # as one string. The markers themselves are in `body` (and counted by `breakpoints`).
+
     @property
     def messages(self) -> list[dict[str, Any]]:
-        return self.body.get("messages", []) if isinstance(self.body, dict) else []
+        raw = self.body.get("messages", []) if isinstance(self.body, dict) else []
+        return [_plain_message(m) for m in raw]
 
     @property
     def system(self) -> Any:
-        return self.body.get("system") if isinstance(self.body, dict) else None
+        system = self.body.get("system") if isinstance(self.body, dict) else None
+        if isinstance(system, list):
+            return "".join(b.get("text", "") for b in system if isinstance(b, dict))
+        return system
 
     @property
     def tools(self) -> list[dict[str, Any]]:
-        return self.body.get("tools", []) if isinstance(self.body, dict) else []
+        raw = self.body.get("tools", []) if isinstance(self.body, dict) else []
+        return [_unmarked(t) for t in raw]
+
+    @property
+    def breakpoints(self) -> list[str]:
+        """Where the request's cache_control markers are, in prefix order: `tools[i]`,
+        `system[i]`, `messages[i][j]`."""
+        return [where for where, _, marker, _ in blocks(self.body) if marker is not None]
+
+
+def _unmarked(block: Any) -> Any:
+    if isinstance(block, dict) and "cache_control" in block:
+        return {k: v for k, v in block.items() if k != "cache_control"}
+    return block
+
+
+def _plain_message(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    blocks = [_unmarked(b) for b in content]
+    if len(blocks) == 1 and blocks[0].get("type") == "text" and len(blocks[0]) == 2:
+        return {**message, "content": blocks[0]["text"]}
+    return {**message, "content": blocks}
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,7 +402,22 @@ def _estimate_input_tokens(raw_body: bytes) -> int:
     return max(1, len(raw_body) // 4)
 
 
-def _stream_items(reply: Reply, msg_id: str, model: str, input_tokens: int, ids: Iterator[int]):
+def _input_usage(
+    input_tokens: int, read: int = 0, write: int = 0, write_1h: int = 0
+) -> dict[str, Any]:
+    """The input half of a `usage` object, in the real API's shape."""
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": write - write_1h,
+            "ephemeral_1h_input_tokens": write_1h,
+        },
+    }
+
+
+def _stream_items(reply: Reply, msg_id: str, model: str, usage: dict[str, Any], ids: Iterator[int]):
     """Yield (kind, bytes) for a streamed reply: kind is 'frame' or 'delta'."""
     start = {
         "type": "message_start",
@@ -355,12 +429,7 @@ def _stream_items(reply: Reply, msg_id: str, model: str, input_tokens: int, ids:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": input_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": 1,
-            },
+            "usage": {**usage, "output_tokens": 1},
         },
     }
     yield "frame", _frame("message_start", start)
@@ -449,7 +518,7 @@ def _stream_items(reply: Reply, msg_id: str, model: str, input_tokens: int, ids:
 
 
 def _message_json(
-    reply: Reply, msg_id: str, model: str, input_tokens: int, ids: Iterator[int]
+    reply: Reply, msg_id: str, model: str, usage: dict[str, Any], ids: Iterator[int]
 ) -> bytes:
     content: list[dict[str, Any]] = []
     n = 0
@@ -477,12 +546,7 @@ def _message_json(
             "content": content,
             "stop_reason": reply.stop_reason,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": input_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": output_tokens,
-            },
+            "usage": {**usage, "output_tokens": output_tokens},
         }
     ).encode()
 
@@ -622,6 +686,7 @@ class FakeAnthropic:
         default: str | Auto = "error",
         record: bool = True,
         api_key: str | None = None,
+        min_cacheable: int = DEFAULT_MIN_CACHEABLE,
     ) -> None:
         self.host = host
         self.port = port
@@ -630,6 +695,9 @@ class FakeAnthropic:
         # When set, any other key gets a 401 authentication_error (a missing key always does).
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
+        # Prompt caching as the API documents it (tests/fake_cache.py); models the catalogue
+        # does not know cache from `min_cacheable` tokens.
+        self.cache = PromptCache(catalogue_minimum(min_cacheable))
         self._queue: collections.deque[Reply] = collections.deque()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -834,6 +902,18 @@ class FakeAnthropic:
             )
             return True
 
+        cached: dict[str, Any] | None = None
+        if b'"cache_control"' in raw_body:
+            try:
+                cached = self.cache.apply(
+                    body, str(body.get("model") or DEFAULT_MODEL), _estimate_input_tokens(raw_body)
+                )
+            except CacheRequestError as exc:
+                await self._send_error(
+                    writer, 400, "invalid_request_error", str(exc), request_id, ()
+                )
+                return True
+
         reply = self._queue.popleft() if self._queue else self._auto_reply(body)
         if reply is None:
             await self._send_error(
@@ -861,14 +941,20 @@ class FakeAnthropic:
 
         model = reply.model or body.get("model") or DEFAULT_MODEL
         msg_id = f"msg_fake_{n:06d}"
-        input_tokens = (
-            reply.input_tokens
-            if reply.input_tokens is not None
-            else _estimate_input_tokens(raw_body)
-        )
+        if reply.input_tokens is not None:
+            usage = _input_usage(
+                reply.input_tokens,
+                reply.cache_read_tokens,
+                reply.cache_write_tokens,
+                reply.cache_write_1h_tokens,
+            )
+        elif cached is not None:
+            usage = cached
+        else:
+            usage = _input_usage(_estimate_input_tokens(raw_body))
         if body.get("stream") is True:
-            return await self._send_stream(writer, reply, msg_id, model, input_tokens, request_id)
-        payload = _message_json(reply, msg_id, model, input_tokens, self._ids)
+            return await self._send_stream(writer, reply, msg_id, model, usage, request_id)
+        payload = _message_json(reply, msg_id, model, usage, self._ids)
         hdrs = [
             ("content-type", "application/json"),
             ("request-id", request_id),
@@ -914,7 +1000,7 @@ class FakeAnthropic:
         reply: Reply,
         msg_id: str,
         model: str,
-        input_tokens: int,
+        usage: dict[str, Any],
         request_id: str,
     ) -> bool:
         writer.write(
@@ -932,7 +1018,7 @@ class FakeAnthropic:
         paced = bool(reply.ttft or reply.token_delay)
         buffer: list[bytes] = []
         deltas = 0
-        for kind, data in _stream_items(reply, msg_id, model, input_tokens, self._ids):
+        for kind, data in _stream_items(reply, msg_id, model, usage, self._ids):
             if kind == "delta":
                 if paced:
                     wait = reply.ttft if deltas == 0 else reply.token_delay
@@ -1065,6 +1151,12 @@ def main(argv: list[str] | None = None) -> None:
         help="start every text reply with the request's system prompt",
     )
     parser.add_argument("--api-key", default=None, help="accept only this key")
+    parser.add_argument(
+        "--min-cacheable",
+        type=int,
+        default=DEFAULT_MIN_CACHEABLE,
+        help="the minimum cacheable prompt length of models the catalogue does not know",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -1079,7 +1171,12 @@ def main(argv: list[str] | None = None) -> None:
         rng=random.Random(args.seed),
     )
     server = FakeAnthropic(
-        host=args.host, port=args.port, default=auto, record=False, api_key=args.api_key
+        host=args.host,
+        port=args.port,
+        default=auto,
+        record=False,
+        api_key=args.api_key,
+        min_cacheable=args.min_cacheable,
     )
 
     class _Ready:

@@ -15,6 +15,7 @@ from sqlite_faults import add_deferred_foreign_key, break_the_commit
 from botrunner.engine import Engine, InputError
 from botrunner.events import Done, Error, TextDelta
 from botrunner.loader import load_bot
+from botrunner.memory import RETRIEVED_FOOTER, RETRIEVED_HEADER
 from botrunner.store import SQLiteStore, open_store
 from botrunner.store.base import ConversationKey, StartedTurn
 
@@ -159,23 +160,25 @@ async def test_summarize_memory_folds_old_turns_into_the_system_prompt(upstream,
     bot = write_bot(
         tmp_path, "memory:\n  strategy: summarize\n  max_turns: 2\n  summarize_every: 2\n"
     )
-    for i in range(1, 4):
-        upstream.enqueue(text(f"answer {i}"))
-        await say(engine, bot, f"question {i}")
-    # Turn 3 pushed turns 1 and 2 out of the window: the engine asks for a summary.
-    upstream.enqueue(text("The user asked questions 1 and 2."))
+    upstream.enqueue(text("answer 1"))
+    await say(engine, bot, "question 1")
+    # After turn 2, two turns wait and max_turns 2 sends one: turn 1 is folded into the
+    # summary by a model call right after the turn (the second reply enqueued).
+    upstream.enqueue(text("answer 2"), text("The user asked question 1."))
+    await say(engine, bot, "question 2")
     await engine.drain()
-    summary_request = upstream.requests[3]
-    assert "question 1" in sent_texts(summary_request)[0][1]
-    upstream.enqueue(text("answer 4"))
-    await say(engine, bot, "question 4")
+    summary_request = upstream.requests[2]
+    folded = sent_texts(summary_request)[0][1]
+    assert "question 1" in folded and "question 2" not in folded
+    upstream.enqueue(text("answer 3"))
+    await say(engine, bot, "question 3")
     last = upstream.requests[-1]
     assert last.system.startswith("You are terse.")
-    assert "The user asked questions 1 and 2." in last.system
+    assert last.system.endswith("The user asked question 1.")
     assert sent_texts(last) == [
+        ("user", "question 2"),
+        ("assistant", "answer 2"),
         ("user", "question 3"),
-        ("assistant", "answer 3"),
-        ("user", "question 4"),
     ]
 
 
@@ -189,13 +192,15 @@ async def test_retrieval_memory_brings_back_a_relevant_old_turn(upstream, engine
         await say(engine, bot, f"let's talk about {topic}")
     upstream.enqueue(text("Zanzibar!"))
     await say(engine, bot, "what is my cat called? Zanzibar or not?")
-    assert sent_texts(upstream.requests[-1]) == [
-        ("user", "let's talk about my cat is called Zanzibar"),
-        ("assistant", "noted 0"),
-        ("user", "let's talk about history"),
-        ("assistant", "noted 4"),
-        ("user", "what is my cat called? Zanzibar or not?"),
-    ]
+    # The relevant old turn comes with the new message, after the recent window.
+    sent = sent_texts(upstream.requests[-1])
+    assert sent[:2] == [("user", "let's talk about history"), ("assistant", "noted 4")]
+    assert sent[2] == (
+        "user",
+        f"{RETRIEVED_HEADER}\nUser: let's talk about my cat is called Zanzibar\n"
+        f"Assistant: noted 0\n\n{RETRIEVED_FOOTER} what is my cat called? Zanzibar or not?",
+    )
+    assert len(sent) == 3
 
 
 async def test_429_then_success(upstream, engine, tmp_path):

@@ -14,6 +14,8 @@ import pytest
 from botrunner.bot import Bot, Memory, Model
 from botrunner.events import Usage
 from botrunner.memory import (
+    RETRIEVED_FOOTER,
+    RETRIEVED_HEADER,
     STRATEGIES,
     SUMMARY_HEADER,
     SUMMARY_INSTRUCTIONS,
@@ -149,13 +151,45 @@ async def test_full_sends_every_completed_turn(store, long_conv):
     assert user_turns(ctx.messages) == 26  # 30 minus 3 failed and 1 stopped
 
 
-async def test_window_sends_max_turns_user_turns(store, long_conv):
+async def test_window_sends_at_most_max_turns_user_turns(store, long_conv):
+    # max_turns 5 moves one turn at a time: turns 27-30 (28 failed) + the new one.
     ctx = await context(store, long_conv, make_bot("window", max_turns=5))
-    # 4 earlier completed turns (28 failed, so the window reaches back to 26) + the new one = 5.
-    assert ctx == Context(expected(26, 27, 29, 30))
-    assert user_turns(ctx.messages) + 1 == 5
+    assert ctx == Context(expected(27, 29, 30))
+    assert user_turns(ctx.messages) + 1 == 4
+    # max_turns 8 moves two at a time: turn 31's window starts after turn 24 (30 - 7 = 23,
+    # rounded up to a multiple of 2), so 25-30 without the failed 28 + the new one.
+    ctx = await context(store, long_conv, make_bot("window", max_turns=8))
+    assert ctx == Context(expected(25, 26, 27, 29, 30))
     one = await context(store, long_conv, make_bot("window", max_turns=1))
     assert one == Context([])
+
+
+@pytest.mark.parametrize("max_turns", [2, 5, 8, 20, 21])
+async def test_window_drops_turns_in_steps(store, max_turns):
+    """Over 60 turns: never more than max_turns user turns, at least max_turns - step + 1 once
+    the conversation is long enough, and the turns sent only ever lose their start every
+    `step` turns: in between, each request's history starts with the previous one's."""
+    bot = make_bot("window", max_turns=max_turns)
+    step = max(max_turns // 4, 1)
+    strategy = get_strategy("window")
+    conv = await store.open(ConversationKey("tutor", "alice", f"steps{max_turns}"))
+    previous: list[Msg] = []
+    drops = []
+    for n in range(1, 61):
+        assert await store.begin_turn(conv, text(f"q{n}")) == n
+        sent = (await strategy.context(store, conv, bot, n, f"q{n}")).messages
+        assert_valid(sent)
+        turns = user_turns(sent) + 1
+        assert turns <= max_turns
+        if n >= max_turns:
+            assert turns >= max_turns - step + 1
+        if sent[: len(previous)] != previous:
+            drops.append(n)
+        previous = sent + [{"role": "user", "content": text(f"q{n}")}]
+        await store.add_message(conv, n, "assistant", text(f"a{n}"))
+        await store.finish_turn(conv, n, "ok")
+        previous.append({"role": "assistant", "content": text(f"a{n}")})
+    assert drops == list(range(max_turns + 1, 61, step))
 
 
 async def test_window_on_a_short_conversation(store):
@@ -165,14 +199,19 @@ async def test_window_on_a_short_conversation(store):
     assert await get_strategy("window").context(store, conv, bot, turn, "first ever") == Context([])
 
 
+def retrieved(*turns: int) -> str:
+    return f"{RETRIEVED_HEADER}\n{render_transcript(expected(*turns))}\n\n{RETRIEVED_FOOTER}"
+
+
 async def test_retrieval_adds_the_old_turn_with_the_rare_word(store, long_conv):
     bot = make_bot("retrieval", max_turns=3, retrieve_turns=2)
     ctx = await context(store, long_conv, bot)
-    # Turn 4 mentions the xylophone; failed turn 7 does too but is never sent.
-    assert ctx == Context(expected(4, 29, 30))
+    # Turn 4 mentions the xylophone; failed turn 7 does too but is never sent. It goes with
+    # the new message, after the window (which stays the same from one message to the next).
+    assert ctx == Context(expected(29, 30), preamble=retrieved(4))
 
     both = await context(store, long_conv, bot, 'xylophone and MARIMBA, "please" OR NOT')
-    assert both == Context(expected(4, 15, 29, 30))  # in turn order, ahead of the window
+    assert both == Context(expected(29, 30), preamble=retrieved(4, 15))  # in turn order
 
     for nothing in ["", "?!", "what is it?", 'AND OR "*"']:
         assert await context(store, long_conv, bot, nothing) == Context(expected(29, 30))
@@ -181,14 +220,15 @@ async def test_retrieval_adds_the_old_turn_with_the_rare_word(store, long_conv):
 async def test_retrieval_does_not_repeat_window_turns(store, long_conv):
     bot = make_bot("retrieval", max_turns=4, retrieve_turns=3)
     ctx = await context(store, long_conv, bot, "ordinary question 27 answer")
-    numbers = [
+    window = [
         int(m["content"][0]["text"].split()[-1])
         for m in ctx.messages
         if m["role"] == "user" and m["content"][0]["type"] == "text"
     ]
-    assert numbers[-3:] == [27, 29, 30]
-    assert len(numbers) == len(set(numbers)) == 6
-    assert numbers == sorted(numbers)
+    assert window == [29, 30]  # the window for turn 31 starts after 27 (28 failed)
+    older = [int(line.split()[-1]) for line in ctx.preamble.splitlines() if "question" in line]
+    assert 27 in older and len(older) == len(set(older)) == 3
+    assert older == sorted(older) and max(older) < 29
 
 
 def test_search_terms_are_safe_words():
@@ -205,9 +245,10 @@ def test_search_terms_are_safe_words():
 
 
 async def test_summarize_cycle(store):
-    """max_turns=4 (3 earlier turns), summarize_every=5: the first fold happens after turn 8
-    (turns 1-5 have left the window 6-8), the second after turn 13 (turns 6-10)."""
-    bot = make_bot("summarize", max_turns=4, summarize_every=5)
+    """max_turns=4 (3 earlier turns), summarize_every=2: once 4 turns wait to be folded, the
+    oldest 2 are; so the new message goes with 2 or 3 verbatim turns, and the summary and the
+    first verbatim turn stay the same between folds (after turns 4, 6 and 8)."""
+    bot = make_bot("summarize", max_turns=4, summarize_every=2)
     strategy = get_strategy("summarize")
     conv = await store.open(ConversationKey("tutor", "alice", "sum"))
     calls: list[tuple[str, list[Msg]]] = []
@@ -217,10 +258,11 @@ async def test_summarize_cycle(store):
         calls.append((instructions, messages))
         return f"  S{len(calls)}  "
 
-    for n in range(1, 15):
+    for n in range(1, 10):
         assert await store.begin_turn(conv, text(f"q{n}")) == n
         ctx = await strategy.context(store, conv, bot, n, f"q{n}")
         assert_valid(ctx.messages)
+        assert user_turns(ctx.messages) + 1 <= 4
         seen[n] = ctx
         await store.add_message(conv, n, "assistant", text(f"a{n}"))
         await store.finish_turn(conv, n, "ok")
@@ -236,24 +278,24 @@ async def test_summarize_cycle(store):
             )
         ]
 
-    # Before the first summary nothing is dropped: turns waiting to be folded are still sent.
-    assert seen[8] == Context(plain(1, 2, 3, 4, 5, 6, 7))
-    assert seen[9] == Context(plain(6, 7, 8), f"\n\n{SUMMARY_HEADER}\nS1")
-    assert seen[13] == Context(plain(6, 7, 8, 9, 10, 11, 12), f"\n\n{SUMMARY_HEADER}\nS1")
-    assert seen[14] == Context(plain(11, 12, 13), f"\n\n{SUMMARY_HEADER}\nS2")
-    assert user_turns(seen[14].messages) + 1 == 4
+    def summary(n: int) -> str:
+        return f"\n\n{SUMMARY_HEADER}\nS{n}"
 
-    assert len(calls) == 2
-    first = "Conversation to fold in:\n" + "\n".join(
-        f"User: q{t}\nAssistant: a{t}" for t in range(1, 6)
-    )
+    assert seen[4] == Context(plain(1, 2, 3))
+    assert seen[5] == Context(plain(3, 4), summary(1))
+    assert seen[6] == Context(plain(3, 4, 5), summary(1))
+    assert seen[7] == Context(plain(5, 6), summary(2))
+    assert seen[9] == Context(plain(7, 8), summary(3))
+
+    assert len(calls) == 3
+    first = "Conversation to fold in:\n" + "\n".join(f"User: q{t}\nAssistant: a{t}" for t in (1, 2))
     assert calls[0] == (SUMMARY_INSTRUCTIONS, [{"role": "user", "content": text(first)}])
     second = "Summary so far:\nS1\n\nConversation to fold in:\n" + "\n".join(
-        f"User: q{t}\nAssistant: a{t}" for t in range(6, 11)
+        f"User: q{t}\nAssistant: a{t}" for t in (3, 4)
     )
     assert calls[1] == (SUMMARY_INSTRUCTIONS, [{"role": "user", "content": text(second)}])
     again = await store.find(conv.key)
-    assert (again.summary, again.summary_upto) == ("S2", 10)
+    assert (again.summary, again.summary_upto) == ("S3", 6)
 
 
 async def test_summarize_over_the_long_conversation(store, long_conv):
@@ -265,19 +307,17 @@ async def test_summarize_over_the_long_conversation(store, long_conv):
         folded.append(messages)
         return "They talked about a xylophone."
 
-    # No summary yet: the window plus the turns waiting to be folded, capped at 3 + 4 turns.
+    # No summary yet: at most 3 earlier turns (the last completed ones).
     ctx = await context(store, long_conv, bot)
-    assert ctx == Context(expected(23, 24, 25, 26, 27, 29, 30))
+    assert ctx == Context(expected(27, 29, 30))
     await strategy.after_turn(store, long_conv, bot, summarize)
-    # The window for the next turn is 27, 29, 30; the fold reads at most 4 * 5 turns before it.
-    window_start = 27
-    folded_turns = ok_turns(1, window_start - 1)[-20:]
+    # More than 3 turns wait: the oldest are folded (3 at most per fold with max_turns 4, but a
+    # fold catching up reads up to 4 * 5 turns), keeping 30 verbatim.
+    folded_turns = ok_turns(1, 29)[-20:]
     assert folded == [summary_prompt("", expected(*folded_turns))]
-    assert long_conv.summary_upto == folded_turns[-1] == 26
+    assert long_conv.summary_upto == folded_turns[-1] == 29
     ctx = await context(store, long_conv, bot)
-    assert ctx == Context(
-        expected(27, 29, 30), f"\n\n{SUMMARY_HEADER}\nThey talked about a xylophone."
-    )
+    assert ctx == Context(expected(30), f"\n\n{SUMMARY_HEADER}\nThey talked about a xylophone.")
 
 
 def test_render_transcript_with_tools():
@@ -371,7 +411,8 @@ async def test_retrieval_work_does_not_grow_with_history(store):
     s_fts = len(fts_reads)
     l_statements, l_steps, l_sent = await measure(store, "retrieval", *large)
     l_fts = len(fts_reads)
-    assert (s_statements, s_sent) == (l_statements, l_sent) == (s_statements, 8)
+    # 3 window turns as messages (the retrieved turn goes in the new message's preamble)
+    assert (s_statements, s_sent) == (l_statements, l_sent) == (s_statements, 6)
     assert l_fts <= s_fts + 3
     assert l_steps <= s_steps * 1.1
 

@@ -35,7 +35,12 @@ def test_ndjson_stream(server, fake_anthropic):
     assert [e["delta"] for e in lines[:-1]] == ["Hello", " there,", " student"]
     assert lines[-1] == {
         "done": True,
-        "usage": {"input_tokens": 11, "output_tokens": 3},
+        "usage": {
+            "input_tokens": 11,
+            "output_tokens": 3,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+        },
         "stop_reason": "end_turn",
     }
     assert fake_anthropic.requests[-1].system == "You are a helpful tutor."

@@ -47,7 +47,9 @@ def _type(schema: dict[str, Any]) -> str:
         if inner:
             text = f"mapping of {_TYPES.get(inner, inner)}"
     if "enum" in schema:
-        text = "one of " + ", ".join(_code(v) for v in schema["enum"])
+        # A boolean in an enum is YAML 1.1's reading of an unquoted off/no: not a choice.
+        choices = [v for v in schema["enum"] if not isinstance(v, bool)]
+        text = "one of " + ", ".join(_code(v) for v in choices)
     rules = []
     if "minimum" in schema:
         rules.append(f"≥ {schema['minimum']}")

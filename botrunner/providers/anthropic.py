@@ -28,6 +28,7 @@ import httpx2
 
 from botrunner.bot import Bot
 from botrunner.events import TextDelta
+from botrunner.providers import caching
 from botrunner.providers.anthropic_errors import classify
 from botrunner.providers.anthropic_stream import Accumulator
 from botrunner.providers.base import AssistantMessage, ModelRequest, ProviderError, register
@@ -162,16 +163,23 @@ class AnthropicProvider:
     # -- streaming ------------------------------------------------------------------------
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
+        messages = [_compact(m) for m in request.messages]
+        tools, system = request.tools, request.system + request.system_extra
+        if request.cache:
+            ttl = request.cache_ttl
+            messages = caching.mark_messages(messages, ttl)
+            tools = caching.mark_tools(tools, ttl)
+            system = caching.system_blocks(request.system, request.system_extra, ttl)
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "messages": [_compact(m) for m in request.messages],
+            "messages": messages,
             "stream": True,
         }
-        if request.system:
-            params["system"] = request.system
-        if request.tools:
-            params["tools"] = request.tools
+        if system:
+            params["system"] = system
+        if tools:
+            params["tools"] = tools
         if request.temperature is not None:
             # This SDK version has no `temperature` argument; the API still takes it.
             params["extra_body"] = {"temperature": request.temperature}

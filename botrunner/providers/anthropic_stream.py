@@ -24,14 +24,14 @@ class StreamCut(Exception):
 class Accumulator:
     """Builds the final message from the raw stream events; returns text as it arrives."""
 
-    __slots__ = ("blocks", "parts", "stop_reason", "input_tokens", "output_tokens", "done")
+    __slots__ = ("blocks", "parts", "stop_reason", "usage", "done")
 
     def __init__(self) -> None:
         self.blocks: dict[int, dict[str, Any]] = {}
         self.parts: dict[int, list[str]] = {}
         self.stop_reason: str | None = None
-        self.input_tokens = 0
-        self.output_tokens = 0
+        # The usage fields as the API names them; later events repeat or update them.
+        self.usage: dict[str, Any] = {}
         self.done = False
 
     def feed(self, event: dict[str, Any]) -> str | None:
@@ -81,19 +81,15 @@ class Accumulator:
                 block["thinking"] = "".join(parts)
             return None
         if kind == "message_start":
-            usage = event["message"].get("usage") or {}
-            self.input_tokens = usage.get("input_tokens") or 0
-            self.output_tokens = usage.get("output_tokens") or 0
+            self.usage.update(event["message"].get("usage") or {})
             return None
         if kind == "message_delta":
             stop_reason = (event.get("delta") or {}).get("stop_reason")
             if stop_reason is not None:
                 self.stop_reason = stop_reason
-            usage = event.get("usage") or {}
-            if usage.get("output_tokens") is not None:
-                self.output_tokens = usage["output_tokens"]
-            if usage.get("input_tokens") is not None:
-                self.input_tokens = usage["input_tokens"]
+            for name, value in (event.get("usage") or {}).items():
+                if value is not None:
+                    self.usage[name] = value
             return None
         if kind == "message_stop":
             self.done = True
@@ -108,5 +104,18 @@ class Accumulator:
         return AssistantMessage(
             content=[self.blocks[i] for i in sorted(self.blocks)],
             stop_reason=self.stop_reason or "end_turn",
-            usage=Usage(self.input_tokens, self.output_tokens),
+            usage=usage_of(self.usage),
         )
+
+
+def usage_of(usage: dict[str, Any]) -> Usage:
+    """A Messages API `usage` object as a `Usage`. The split of cache writes by TTL comes from
+    its `cache_creation` object; without one, every write counts as a 5-minute write."""
+    creation = usage.get("cache_creation") or {}
+    return Usage(
+        input_tokens=usage.get("input_tokens") or 0,
+        output_tokens=usage.get("output_tokens") or 0,
+        cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+        cache_write_tokens=usage.get("cache_creation_input_tokens") or 0,
+        cache_write_1h_tokens=creation.get("ephemeral_1h_input_tokens") or 0,
+    )

@@ -14,10 +14,16 @@ from botrunner.events import TextDelta, Usage
 class ModelRequest:
     model: str
     max_tokens: int
+    # The system prompt is `system + system_extra`: `system` is the rendered prompt, the same
+    # on every turn of a conversation; `system_extra` is what memory adds (a running summary).
     system: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
     temperature: float | None = None
+    system_extra: str = ""
+    # Prompt caching: mark the stable prefix with cache breakpoints (`providers.caching`).
+    cache: bool = False
+    cache_ttl: str = "5m"
 
 
 @dataclass(frozen=True, slots=True)

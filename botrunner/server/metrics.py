@@ -15,6 +15,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from botrunner.events import Usage
+
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30)
 
@@ -39,7 +41,7 @@ class Metrics:
         )
         self.tokens = Counter(
             "botrunner_tokens",
-            "Model tokens by bot and direction (input/output).",
+            "Model tokens by bot and kind: input (uncached), cache_read, cache_write, output.",
             ["bot", "direction"],
             registry=r,
         )
@@ -89,14 +91,18 @@ class TurnTimer:
             self.first_token = time.monotonic()
             self.m.ttft.labels(self.bot).observe(self.first_token - self.started)
 
-    def finish(self, input_tokens: int, output_tokens: int, error_code: str | None) -> None:
+    def finish(self, usage: Usage, error_code: str | None) -> None:
         m, bot = self.m, self.bot
         m.in_flight.labels(bot).dec()
         m.latency.labels(bot).observe(time.monotonic() - self.started)
-        if input_tokens:
-            m.tokens.labels(bot, "input").inc(input_tokens)
-        if output_tokens:
-            m.tokens.labels(bot, "output").inc(output_tokens)
+        for kind, tokens in (
+            ("input", usage.input_tokens),
+            ("cache_read", usage.cache_read_tokens),
+            ("cache_write", usage.cache_write_tokens),
+            ("output", usage.output_tokens),
+        ):
+            if tokens:
+                m.tokens.labels(bot, kind).inc(tokens)
         if error_code is not None:
             m.errors.labels(bot, error_code).inc()
 

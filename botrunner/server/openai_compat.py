@@ -163,12 +163,15 @@ async def _chunks(
         await events.aclose()
 
 
-def _usage(done: Done) -> dict[str, int]:
+def _usage(done: Done) -> dict[str, Any]:
+    # OpenAI's prompt_tokens is the whole prompt; the part read from the prompt cache is in
+    # prompt_tokens_details.cached_tokens (cache writes are in neither detail field there).
     u = done.usage
     return {
-        "prompt_tokens": u.input_tokens,
+        "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
+        "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
     }
 
 

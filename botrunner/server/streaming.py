@@ -5,7 +5,8 @@ One event per line (NDJSON) or per SSE message, with the same JSON in both:
     {"delta": "Hel"}                                   text as it arrives
     {"tool_call": {"id": ..., "name": ..., "input": ...}}
     {"tool_result": {"id": ..., "name": ..., "is_error": false}}
-    {"done": true, "usage": {"input_tokens": 12, "output_tokens": 40}, "stop_reason": "end_turn"}
+    {"done": true, "usage": {"input_tokens": 12, "output_tokens": 40, "cache_read_tokens": 0,
+     "cache_write_tokens": 0}, "stop_reason": "end_turn"}
     {"error": {"code": "overloaded", "message": "..."}}  the turn ended without a full reply
 
 SSE names each message after its kind (`event: delta|tool_call|tool_result|done|error`).
@@ -81,8 +82,7 @@ async def observed(prepared: PreparedTurn, timer: TurnTimer) -> AsyncGenerator[E
         raise
     finally:
         await events.aclose()
-        record = prepared.record
-        timer.finish(record.input_tokens, record.output_tokens, error_code)
+        timer.finish(prepared.usage, error_code)
 
 
 async def encoded(events: AsyncGenerator[Event, None], sse: bool) -> AsyncGenerator[bytes, None]:

@@ -19,6 +19,9 @@ from botrunner.store.base import (
     Store,
     StoredMessage,
     TurnStatus,
+    UsageRecord,
+    UsageStore,
+    UsageTotal,
 )
 from botrunner.store.sqlite import SQLiteStore, StoreClosed
 
@@ -64,6 +67,9 @@ __all__ = [
     "StoreClosed",
     "StoredMessage",
     "TurnStatus",
+    "UsageRecord",
+    "UsageStore",
+    "UsageTotal",
     "open_store",
     "parse_store_url",
 ]

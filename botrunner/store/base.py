@@ -74,14 +74,32 @@ class Refused:
 class RecentTurns:
     """A read `start_turn` does in the same step: the messages of the last `count` completed
     turns before the new one (all when None, none when 0), only those after the running
-    summary's last turn when `after_summary`; what `recent_turns` would return."""
+    summary's last turn when `after_summary`, and, with a `step`, only those after the
+    window's start (see `window_start`); what `recent_turns` would return."""
 
     count: int | None
     after_summary: bool = False
+    step: int = 0
 
-    def after(self, conv: Conversation) -> int | None:
-        """The turn the read starts after (exclusive), or None for no lower bound."""
-        return conv.summary_upto if self.after_summary else None
+    def after(self, conv: Conversation, turn: int) -> int | None:
+        """The turn the read for new turn `turn` starts after (exclusive), or None for no
+        lower bound."""
+        bound = conv.summary_upto if self.after_summary else 0
+        if self.step and self.count is not None:
+            bound = max(bound, window_start(turn, self.count, self.step))
+        return bound or None
+
+
+def window_start(turn: int, count: int, step: int) -> int:
+    """The last turn number *not* sent with turn `turn` by a window of at most `count` earlier
+    turns that moves `step` turns at a time: 0 while the `turn - 1` earlier turns fit, then
+    the smallest multiple of `step` that leaves at most `count` of them. So the window's start
+    stays put for `step` turns and at most `count` turns (at least `count - step + 1` when no
+    turn failed) are sent: the prefix of the request is the same for `step` turns in a row."""
+    earlier = turn - 1
+    if earlier <= count:
+        return 0
+    return -(-(earlier - count) // step) * step
 
 
 @dataclass(slots=True)
@@ -94,6 +112,34 @@ class StartedTurn:
     # The messages `RecentTurns` asked for; None when start_turn was given none.
     recent: list[dict[str, Any]] | None
     durable: asyncio.Future[None]  # may be awaited more than once
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What one turn's model calls used, for the usage ledger (`complete_turn` appends it;
+    `usage_totals` reads it back). Kept apart from transcripts: deleting a conversation does
+    not erase what it cost."""
+
+    model: str
+    usage: Usage
+    requests: int = 1  # model calls (a turn with tool calls makes several)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    """The ledger summed for one group (a bot, a user or a UTC day) and one model. With a
+    `long_prompt_above` threshold, turns whose prompt per model call was longer are summed
+    apart (`long_prompt`), for models priced higher above a prompt length."""
+
+    group: str
+    model: str
+    turns: int
+    requests: int
+    usage: Usage
+    long_prompt: bool = False
+
+
+UsageGroup = Literal["bot", "user", "day"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +256,30 @@ class TurnStore(Protocol):
         status: TurnStatus,
         messages: list[tuple[str, list[dict[str, Any]], Usage | None]],
         charge: TokenCharge | None = None,
+        record: UsageRecord | None = None,
     ) -> TurnStatus:
         """Atomically: append `messages` (role, content, usage) to the pending turn as
-        `add_message` would, close it as `finish_turn` would (returning the status stored) and
-        add `charge` as `add_tokens` would. On an error nothing of it is stored."""
+        `add_message` would, close it as `finish_turn` would (returning the status stored), add
+        `charge` as `add_tokens` would and append `usage` to the usage ledger (with the
+        conversation's bot, user and session and the time). On an error nothing of it is
+        stored."""
 
 
-class Store(ConversationStore, LimitStore, TurnStore, Protocol):
+class UsageStore(Protocol):
+    """The usage ledger, read back for `botrunner usage`."""
+
+    async def usage_totals(
+        self,
+        *,
+        by: UsageGroup,
+        since: float | None = None,
+        long_prompt_above: int | None = None,
+    ) -> list[UsageTotal]:
+        """The ledger since the unix time `since` (all of it when None), summed per group
+        (`bot`, `user`, or `day`: the UTC date, YYYY-MM-DD) and model, ordered by group then
+        model. With `long_prompt_above`, the turns whose prompt per model call
+        (prompt tokens / requests) is longer are summed in rows of their own."""
+
+
+class Store(ConversationStore, LimitStore, TurnStore, UsageStore, Protocol):
     """One backend serving all: what `botrunner.store.open_store` returns."""

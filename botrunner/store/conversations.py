@@ -51,8 +51,8 @@ _INSERT_MESSAGE = (
 )
 _APPEND_MESSAGE = (
     "INSERT INTO messages (conversation_id, turn, seq, role, content, text, input_tokens, "
-    "output_tokens, created) "
-    "SELECT ?1, ?2, COALESCE(MAX(seq), -1) + 1, ?3, ?4, ?5, ?6, ?7, ?8 FROM messages "
+    "output_tokens, cache_read_tokens, cache_write_tokens, created) "
+    "SELECT ?1, ?2, COALESCE(MAX(seq), -1) + 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM messages "
     "WHERE conversation_id = ?1 AND turn = ?2"
 )
 _TURN_STATUS = "SELECT status FROM turns WHERE conversation_id = ? AND turn = ?"
@@ -91,7 +91,8 @@ _SET_SUMMARY = (
     "WHERE id = ? AND summary_upto < ?"
 )
 _HISTORY = (
-    "SELECT m.turn, m.role, m.content, t.status, m.created, m.input_tokens, m.output_tokens "
+    "SELECT m.turn, m.role, m.content, t.status, m.created, m.input_tokens, m.output_tokens, "
+    "m.cache_read_tokens, m.cache_write_tokens "
     "FROM messages AS m "
     "JOIN turns AS t ON t.conversation_id = m.conversation_id AND t.turn = m.turn "
     "WHERE m.conversation_id = ? ORDER BY m.turn, m.seq"
@@ -113,8 +114,8 @@ def _bounds(count: int | None, before: int | None, after: int | None) -> tuple[i
 
 # The per-turn writes, run on the writer thread; `SQLiteStore` also combines them into one job.
 
-# (role, content JSON, searchable text, input tokens, output tokens, created)
-MessageRow = tuple[str, str, str, int | None, int | None, float]
+# (role, content JSON, searchable text, input, output, cache read, cache write tokens, created)
+MessageRow = tuple[str, str, str, int | None, int | None, int | None, int | None, float]
 
 
 def message_row(role: str, content: list[dict[str, Any]], usage: Usage | None) -> MessageRow:
@@ -125,6 +126,8 @@ def message_row(role: str, content: list[dict[str, Any]], usage: Usage | None) -
         message_text(content),
         usage.input_tokens if usage else None,
         usage.output_tokens if usage else None,
+        usage.cache_read_tokens if usage else None,
+        usage.cache_write_tokens if usage else None,
         time.time(),
     )
 
@@ -170,7 +173,7 @@ def recent(
     """`spec`'s messages before `turn`, as `recent_turns` returns them."""
     if spec.count == 0:
         return []
-    bounds = _bounds(spec.count, turn, spec.after(conv))
+    bounds = _bounds(spec.count, turn, spec.after(conv, turn))
     return wire(c.execute(_RECENT, (conv.id, *bounds)).fetchall())
 
 
@@ -290,9 +293,13 @@ class SQLiteConversations(SQLiteWriter):
                 content=json.loads(content),
                 status=status,
                 created=created,
-                usage=None if tin is None and tout is None else Usage(tin or 0, tout or 0),
+                usage=None
+                if tin is None and tout is None
+                else Usage(tin or 0, tout or 0, cread or 0, cwrite or 0),
             )
-            for turn, role, content, status, created, tin, tout in await self.call(job)
+            for turn, role, content, status, created, tin, tout, cread, cwrite in await self.call(
+                job
+            )
         ]
 
     async def delete(self, key: ConversationKey) -> bool:

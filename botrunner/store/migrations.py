@@ -101,7 +101,35 @@ def _m001_initial(c: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+def _m002_usage(c: sqlite3.Connection) -> None:
+    """Cache reads and writes beside each reply's tokens, and the usage ledger: one row per
+    turn with its model and tokens, kept when the conversation is deleted (for cost)."""
+    _script(
+        c,
+        """
+        ALTER TABLE messages ADD COLUMN cache_read_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN cache_write_tokens INTEGER;
+
+        CREATE TABLE usage_ledger (
+            id                    INTEGER PRIMARY KEY,
+            created               REAL NOT NULL,    -- unix time the turn was closed
+            bot                   TEXT NOT NULL,
+            user                  TEXT NOT NULL,
+            session               TEXT NOT NULL,
+            model                 TEXT NOT NULL,
+            requests              INTEGER NOT NULL,  -- model calls
+            input_tokens          INTEGER NOT NULL,  -- uncached input
+            output_tokens         INTEGER NOT NULL,
+            cache_read_tokens     INTEGER NOT NULL,
+            cache_write_tokens    INTEGER NOT NULL,
+            cache_write_1h_tokens INTEGER NOT NULL   -- the part of the writes with a 1-hour TTL
+        );
+        CREATE INDEX usage_ledger_created ON usage_ledger (created);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_usage]
 
 
 def migrate(c: sqlite3.Connection) -> None:

@@ -9,6 +9,7 @@ Design, one module each:
 * `conversations`: **bounded per-turn work**: every statement on the per-turn path is an
   indexed lookup bounded by what the memory policy sends.
 * `limits`: the GCRA rate limit and daily token counters.
+* `usage`: the usage ledger (each turn's model and tokens), summed for `botrunner usage`.
 * `start_turn` / `complete_turn` (here): a turn's limit check, conversation lookup and user
   message in one job, and its reply, status and token count in another, so a turn costs two
   durable writes instead of six.
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from botrunner.events import Usage
-from botrunner.store import conversations, limits
+from botrunner.store import conversations, limits, usage
 from botrunner.store.base import (
     Admission,
     Conversation,
@@ -38,16 +39,18 @@ from botrunner.store.base import (
     StartedTurn,
     TokenCharge,
     TurnStatus,
+    UsageRecord,
 )
 from botrunner.store.conversations import SQLiteConversations
 from botrunner.store.limits import SQLiteLimits
 from botrunner.store.messages import MAX_SEARCH_TERMS, fts_query, message_text
 from botrunner.store.migrations import MIGRATIONS, migrate
+from botrunner.store.usage import SQLiteUsage
 from botrunner.store.writer import StoreClosed
 
 
-class SQLiteStore(SQLiteConversations, SQLiteLimits):
-    """ConversationStore and LimitStore over one SQLite file (see the module docstring)."""
+class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage):
+    """Every store protocol over one SQLite file (see the module docstring)."""
 
     def __init__(
         self, path: str | Path, *, busy_timeout_ms: int = 10_000, max_batch: int = 256
@@ -110,13 +113,13 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
         status: TurnStatus,
         messages: list[tuple[str, list[dict[str, Any]], Usage | None]],
         charge: TokenCharge | None = None,
+        record: UsageRecord | None = None,
     ) -> TurnStatus:
         if status not in ("ok", "error", "stopped"):
             raise ValueError(f"not a final turn status: {status!r}")
-        rows = [
-            conversations.message_row(role, content, usage) for role, content, usage in messages
-        ]
+        rows = [conversations.message_row(role, content, used) for role, content, used in messages]
         now = time.time()
+        ledger = None if record is None else usage.usage_row(conv, record, now)
 
         def job(c: sqlite3.Connection) -> TurnStatus:
             for row in rows:
@@ -124,6 +127,8 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
             final = conversations.finish_turn(c, conv.id, turn, status, now)
             if charge is not None:
                 limits.add_tokens(c, charge.bot, charge.user, charge.day, charge.tokens)
+            if ledger is not None:
+                usage.add_usage(c, ledger)
             return final
 
         return await self.call(job, write=True)
