@@ -186,7 +186,8 @@ def test_auth_required_with_keys(tmp_path, fake_anthropic, monkeypatch):
 
 
 def test_readyz_metrics_bots_and_page(server, fake_anthropic):
-    fake_anthropic.enqueue(slow(text("Done now", input_tokens=7, output_tokens=2), ttft=0.05))
+    reply = text("Done now", input_tokens=7, output_tokens=2, cache_read_tokens=50)
+    fake_anthropic.enqueue(slow(reply.with_(cache_write_tokens=5), ttft=0.05))
     with httpx.Client(base_url=server.url, timeout=30) as client:
         client.post("/chat/m", json={"message": "hi"})
         ready = client.get("/readyz").json()
@@ -195,6 +196,8 @@ def test_readyz_metrics_bots_and_page(server, fake_anthropic):
         metrics = client.get("/metrics").text
         assert 'botrunner_requests_total{api="native",bot="tutor",status="200"} 1.0' in metrics
         assert 'botrunner_tokens_total{bot="tutor",direction="input"} 7.0' in metrics
+        assert 'botrunner_tokens_total{bot="tutor",direction="cache_read"} 50.0' in metrics
+        assert 'botrunner_tokens_total{bot="tutor",direction="cache_write"} 5.0' in metrics
         assert 'botrunner_time_to_first_token_seconds_count{bot="tutor"} 1.0' in metrics
         assert client.get("/bots").json()["bots"][0]["problem"] is None
         page = client.get("/")

@@ -25,7 +25,15 @@ def client(server, key: str = KEY) -> openai.OpenAI:
 
 
 def test_models_and_non_streaming(server, fake_anthropic):
-    fake_anthropic.enqueue(text("Two plus two is four.", input_tokens=9, output_tokens=6))
+    fake_anthropic.enqueue(
+        text(
+            "Two plus two is four.",
+            input_tokens=9,
+            output_tokens=6,
+            cache_read_tokens=100,
+            cache_write_tokens=20,
+        )
+    )
     c = client(server)
     assert [m.id for m in c.models.list()] == ["tutor"]
     reply = c.chat.completions.create(
@@ -37,7 +45,10 @@ def test_models_and_non_streaming(server, fake_anthropic):
     )
     assert reply.choices[0].message.content == "Two plus two is four."
     assert reply.choices[0].finish_reason == "stop"
-    assert reply.usage.prompt_tokens == 9 and reply.usage.completion_tokens == 6
+    # OpenAI's prompt_tokens is the whole prompt; the part read from the cache is a detail.
+    assert reply.usage.prompt_tokens == 129 and reply.usage.completion_tokens == 6
+    assert reply.usage.prompt_tokens_details.cached_tokens == 100
+    assert reply.usage.total_tokens == 135
     # The bot's own system prompt applies; the client's system message does not.
     assert fake_anthropic.requests[-1].system == "You are a helpful tutor."
 
