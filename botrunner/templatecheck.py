@@ -78,12 +78,30 @@ def check_system(check: FileCheck, variables: dict[str, Any]) -> Template | None
         return None
     allowed = set(SYSTEM_VARIABLES) | set(variables)
     own = f" and your variables ({', '.join(variables)})" if variables else ""
+    found = template.undeclared()
     report_undefined(
         check,
         ("system",),
-        template.undeclared(),
+        found,
         allowed,
         f"In system you can use today, now, bot, user.<anything>{own}; "
         "add other values under variables:.",
     )
+    _check_cacheable(check, found)
     return template
+
+
+def _check_cacheable(check: FileCheck, found: list[tuple[str, int, int]]) -> None:
+    """`now` changes the system prompt every minute, so with prompt caching on (the default)
+    it is never read from the cache: every message pays for the whole prompt again."""
+    if check.get(("model", "cache")) in ("off", False):
+        return
+    for name, line, col in found:
+        if name == "now":
+            check.warn(
+                check.src.text_pos(("system",), line, col),
+                "system uses now, which changes every minute: the system prompt is then never "
+                "read from the prompt cache and every message pays for all of it",
+                "Use today (it changes once a day) if the date is enough, or turn caching off "
+                "with model: cache: off.",
+            )

@@ -344,7 +344,8 @@ def test_user_attributes_and_system_variables_are_allowed(tmp_path):
         '"{{ today }} {{ now }} {{ bot.name }} {{ user.anything }} {% set x = 1 %}{{ x }}"',
     )
     bot, shown, _ = check(tmp_path, text)
-    assert shown == []
+    # `now` is allowed; it only costs the prompt cache (see now_in_system in tests/broken).
+    assert [line.split(": ", 2)[1] for line in shown] == ["warning"]
     assert bot.system.render({"today": "T", "now": "N", "bot": {"name": "b"}, "user": {}}) == (
         "T N b  1"
     )
@@ -724,3 +725,28 @@ def test_non_string_dialect_in_input_schema_is_a_problem_not_a_crash(tmp_path):
     )
     _, shown, _ = check(tmp_path, source, env={})
     assert len(shown) == 1 and "input_schema is not a valid JSON Schema" in shown[0]
+
+
+@pytest.mark.parametrize("cache", ["off", '"off"', "false"])
+def test_now_in_system_is_fine_with_caching_off(tmp_path, cache):
+    path = tmp_path / "bot.yaml"
+    path.write_text(
+        f"name: clock\nmodel: {{name: m, cache: {cache}}}\nsystem: It is {{{{ now }}}}.\n"
+    )
+    bot, problems = check_file(path, env={})
+    assert problems == []
+    assert bot.model.cache == "off"
+
+
+def test_model_cache_defaults_and_ttl(tmp_path):
+    path = tmp_path / "bot.yaml"
+    path.write_text("name: t\nmodel: {name: m, cache_ttl: 1h}\nsystem: hi\n")
+    bot, problems = check_file(path, env={})
+    assert problems == []
+    assert (bot.model.cache, bot.model.cache_ttl) == ("auto", "1h")
+    path.write_text("name: t\nmodel: {name: m, cache: always, cache_ttl: 2h}\nsystem: hi\n")
+    _, problems = check_file(path, env={})
+    assert [p.message for p in problems] == [
+        'model.cache must be one of auto, off, not the text "always"',
+        'model.cache_ttl must be one of 5m, 1h, not the text "2h"',
+    ]
