@@ -157,6 +157,44 @@ def serve(
     )
 
 
+@cli.command()
+@click.option(
+    "--db",
+    default="botrunner.db",
+    show_default=True,
+    help="The store chat or serve wrote to: a SQLite file (or a store URL).",
+)
+@click.option(
+    "--since",
+    help="Only usage since then: 30m, 24h, 7d, 2w back from now, or a UTC date (2026-11-01).",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["bot", "user", "day"]),
+    default="bot",
+    show_default=True,
+    help="One row per bot, per user or per UTC day (and per model).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "csv"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--prices",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A YAML or JSON file of prices (dollars per million tokens) that replace the "
+    "catalogue's, e.g. `claude-opus-5-5: {input: 3.5}`.",
+)
+def usage(db: str, since: str | None, by: str, output_format: str, prices: Path | None) -> int:
+    """Tokens (input, cache writes, cache reads, output) and estimated cost from a store."""
+    from botrunner.commands import usage as command
+
+    return command.run(db, by=by, since=since, output_format=output_format, prices=prices)  # type: ignore[arg-type]
+
+
 def main() -> None:
     try:
         # standalone_mode=False lets every command return its own exit code.
