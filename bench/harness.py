@@ -38,7 +38,7 @@ from bench.peers import (
 )
 
 ALL_PEERS = ["direct", "direct-http", "botrunner", "baseline", "litellm"]
-ALL_SECTIONS = ["latency", "throughput", "history", "tool", "validate", "reload"]
+ALL_SECTIONS = ["latency", "throughput", "history", "tool", "validate", "reload", "cost"]
 MESSAGE = "Explain gradient descent in two sentences."
 
 
@@ -730,6 +730,17 @@ async def section_reload(cfg, workdir, log_dir, notes) -> dict:
 # -- main --------------------------------------------------------------------------------------
 
 
+async def section_cost(cfg: argparse.Namespace, log_dir: Path) -> dict:
+    """bench/cost.py's conversation (smaller with --quick), as a section of the run."""
+    from bench import cost
+
+    args = ["--turns", "8", "--max-turns", "4", "--system-tokens", "1000"] if cfg.quick else []
+    try:
+        return {"status": "ok", **await cost.measure(cost.parse_args(args), log_dir)}
+    except Exception as exc:  # noqa: BLE001 - reported in the results, the run goes on
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny workload (smoke test), ~30 s")
@@ -863,6 +874,7 @@ async def run(cfg: argparse.Namespace) -> dict:
         "tool": {"status": "not run"},
         "validate": {"status": "not run"},
         "reload": {"status": "not run"},
+        "cost": {"status": "not run"},
         "notes": notes,
     }
     status: dict[str, dict] = {}
@@ -906,6 +918,10 @@ async def run(cfg: argparse.Namespace) -> dict:
         if br and "reload" in cfg.section_list:
             log("section: hot reload")
             results["reload"] = await section_reload(cfg, workdir, log_dir, notes)
+            checkpoint(results)
+        if br and "cost" in cfg.section_list:
+            log("section: cost of a conversation with and without prompt caching")
+            results["cost"] = await section_cost(cfg, log_dir)
     finally:
         for p in peers:
             await p.stop()

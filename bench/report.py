@@ -90,6 +90,14 @@ def add_ratios_and_targets(res: dict) -> None:
            f"reload: {_get(res, 'reload', 'status')}")  # fmt: skip
     target("startup", "startup to first served request < 3 s",
            _get(res, "peers", b, "startup_s"), 3, lambda v, lim: v < lim, "s", why)  # fmt: skip
+    cost = res.get("cost", {})
+    for s in ("window", "summarize", "full"):
+        target(f"cost_{s}", f"{s}: cached billed input <= 0.2 of uncached (40 turns)",
+               _get(cost, "strategies", s, "ratio_overall"), 0.2, le, "x",
+               f"cost: {cost.get('status')}")  # fmt: skip
+        target(f"cost_{s}_half", f"{s}: <= 0.25 of uncached over turns 21-40",
+               _get(cost, "strategies", s, "ratio_second_half"), 0.25, le, "x",
+               f"cost: {cost.get('status')}")  # fmt: skip
     res["targets"] = t
 
 
@@ -248,6 +256,13 @@ def render_md(res: dict) -> str:
                      f"{rl.get('edits')} edits ({rl.get('missed')} missed).")  # fmt: skip
     else:
         lines.append(f"- Hot reload: {rl.get('status')} {_first(rl.get('reason'))}")
+    cost = res.get("cost", {})
+    if cost.get("status") == "ok":
+        from bench.cost import render as render_cost
+
+        lines += ["", "Prompt caching (`python -m bench.cost`): " + render_cost(cost)]
+    else:
+        lines.append(f"- Prompt caching cost: {cost.get('status')} {_first(cost.get('reason'))}")
     lines.append("")
     lines.append("**Targets** (from issue 5; not faked: `–` means not measured in this run)")
     lines.append("")

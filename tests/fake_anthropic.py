@@ -54,6 +54,7 @@ try:  # imported as tests.fake_anthropic, or run as a script from its own folder
         PromptCache,
         blocks,
         catalogue_minimum,
+        prompt_tokens,
     )
 except ImportError:  # pragma: no cover - depends on how it is started
     from fake_cache import (  # type: ignore[no-redef]
@@ -62,6 +63,7 @@ except ImportError:  # pragma: no cover - depends on how it is started
         PromptCache,
         blocks,
         catalogue_minimum,
+        prompt_tokens,
     )
 
 DEFAULT_MODEL = "claude-fake-1"
@@ -396,10 +398,6 @@ def _split_json(s: str, pieces: int = 3) -> tuple[str, ...]:
         return ("",)
     step = max(1, -(-len(s) // pieces))
     return ("", *(s[i : i + step] for i in range(0, len(s), step)))
-
-
-def _estimate_input_tokens(raw_body: bytes) -> int:
-    return max(1, len(raw_body) // 4)
 
 
 def _input_usage(
@@ -905,9 +903,7 @@ class FakeAnthropic:
         cached: dict[str, Any] | None = None
         if b'"cache_control"' in raw_body:
             try:
-                cached = self.cache.apply(
-                    body, str(body.get("model") or DEFAULT_MODEL), _estimate_input_tokens(raw_body)
-                )
+                cached = self.cache.apply(body, str(body.get("model") or DEFAULT_MODEL))
             except CacheRequestError as exc:
                 await self._send_error(
                     writer, 400, "invalid_request_error", str(exc), request_id, ()
@@ -951,7 +947,7 @@ class FakeAnthropic:
         elif cached is not None:
             usage = cached
         else:
-            usage = _input_usage(_estimate_input_tokens(raw_body))
+            usage = _input_usage(prompt_tokens(body))
         if body.get("stream") is True:
             return await self._send_stream(writer, reply, msg_id, model, usage, request_id)
         payload = _message_json(reply, msg_id, model, usage, self._ids)

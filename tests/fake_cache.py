@@ -17,7 +17,10 @@ From the prompt-caching docs (platform.claude.com/docs/en/build-with-claude/prom
   to the last breakpoint that writes, split by TTL in `cache_creation`), `input_tokens` (the
   rest, after the last breakpoint).
 
-Tokens are estimated from bytes (4 per token), like the rest of the fake.
+Tokens are estimated from bytes (4 a token): a text block by its text, any other block by its
+JSON, a message's role and framing as 3 more tokens on its first block, and
+`REQUEST_OVERHEAD` tokens per request outside the blocks (uncached input). Requests with and
+without breakpoints are counted the same way (`prompt_tokens`), so their costs compare.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ MAX_BREAKPOINTS = 4
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 # The minimum cacheable length of a model the catalogue does not know (e.g. claude-fake-1).
 DEFAULT_MIN_CACHEABLE = 1024
+# Tokens of a request that are in none of its blocks.
+REQUEST_OVERHEAD = 8
+# A message's role and framing, counted with its first block.
+MESSAGE_OVERHEAD = 3
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
@@ -81,10 +88,19 @@ def _split(block: Any) -> tuple[Any, Any]:
     return block, None
 
 
-def _tokens(block: Any) -> int:
+def _tokens(where: str, block: Any, role: str) -> int:
     if isinstance(block, dict) and block.get("type") == "text":
-        return max(1, len(str(block.get("text", "")).encode()) // 4)
-    return max(1, len(_dumps(block).encode()) // 4)
+        tokens = max(1, len(str(block.get("text", "")).encode()) // 4)
+    else:
+        tokens = max(1, len(_dumps(block).encode()) // 4)
+    if role in ("user", "assistant") and where.endswith("][0]"):
+        tokens += MESSAGE_OVERHEAD
+    return tokens
+
+
+def prompt_tokens(body: Any) -> int:
+    """The whole prompt of a request, in the fake's tokens."""
+    return REQUEST_OVERHEAD + sum(_tokens(w, b, r) for w, b, _, r in blocks(body))
 
 
 def parse(body: Any) -> list[Block]:
@@ -107,7 +123,7 @@ def parse(body: Any) -> list[Block]:
             if kind == "text" and not block.get("text"):
                 raise CacheRequestError(f"{where}: cache_control cannot be set for empty text")
         key = _dumps([role, where.endswith("[0]"), block]).encode()
-        out.append(Block(where, key, ttl, group, _tokens(block)))
+        out.append(Block(where, key, ttl, group, _tokens(where, block, role)))
     found = [b for b in out if b.ttl is not None]
     if len(found) > MAX_BREAKPOINTS:
         raise CacheRequestError(
@@ -137,7 +153,7 @@ class PromptCache:
     clock: Callable[[], float] = time.monotonic
     entries: dict[str, Entry] = field(default_factory=dict)
 
-    def apply(self, body: dict[str, Any], model: str, total_tokens: int) -> dict[str, Any]:
+    def apply(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         """Read and write the cache for one request; return its `usage` input fields.
         Raises CacheRequestError for a request the API refuses."""
         parsed = parse(body)
@@ -151,7 +167,7 @@ class PromptCache:
             hashes.append(digest.hexdigest())
             end += block.tokens
             ends.append(end)
-        total = max(total_tokens, end)
+        total = end + REQUEST_OVERHEAD
         marks = [i for i, block in enumerate(parsed) if block.ttl is not None]
         read_at = self._lookback(parsed, hashes, marks, now)
         read = ends[read_at] if read_at >= 0 else 0

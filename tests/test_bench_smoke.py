@@ -45,3 +45,38 @@ def test_bench_quick_runs_and_writes_results(tmp_path: Path) -> None:
         assert {"turns_per_s", "errors", "cpu_ms_per_turn"} <= set(tput["c4_stream"])
     assert "added_ttft_ms" in results["latency"]["baseline"]
     assert (tmp_path / "results.md").read_text().startswith("# Benchmark results")
+
+
+def test_bench_cost_runs_and_caching_saves(tmp_path: Path) -> None:
+    """bench/cost.py end to end on a tiny conversation (no timing, no targets): after the
+    first turn every cached turn bills less input than the same turn uncached."""
+    out = tmp_path / "cost.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.cost",
+            "--turns",
+            "6",
+            "--max-turns",
+            "4",
+            "--system-tokens",
+            "800",
+            "--strategies",
+            "window",
+            "--pause",
+            "0.05",
+            "--json",
+            str(out),
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    window = json.loads(out.read_text())["strategies"]["window"]
+    assert window["turns"] == 6
+    cached, uncached = window["per_turn_billed"], window["per_turn_uncached"]
+    assert all(c < u for c, u in zip(cached[1:], uncached[1:], strict=True))
+    assert window["cached_tokens"]["cache_read_tokens"] > 0
