@@ -1,6 +1,6 @@
 """The typed, frozen form of a bot file: what the loader returns and everything else consumes.
 
-Nothing outside `botrunner.loader` builds these from raw YAML; the engine and the transports
+Nothing outside `botrunner.botfile.loader` builds these from raw YAML; the engine and the transports
 only ever see a `Bot`.
 """
 

@@ -86,7 +86,7 @@ def chat(
             raise click.BadParameter(f"{item!r}: write it as KEY=VALUE", param_hint="--var")
         values[name] = value
     if log_to:
-        from botrunner import turnlog
+        from botrunner.engine import turnlog
 
         turnlog.configure(log_to)
     from botrunner.commands import chat as command

@@ -12,9 +12,9 @@ import pytest
 from fake_anthropic import cut_after, error, text, tool_use
 from sqlite_faults import add_deferred_foreign_key, break_the_commit
 
-from botrunner.engine import Engine, InputError
+from botrunner.botfile.loader import load_bot
+from botrunner.engine.engine import Engine, InputError
 from botrunner.events import Done, Error, TextDelta
-from botrunner.loader import load_bot
 from botrunner.store import SQLiteStore, open_store
 from botrunner.store.base import ConversationKey, StartedTurn
 

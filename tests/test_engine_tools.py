@@ -19,9 +19,9 @@ from fake_anthropic import FakeAnthropic, text, tool_use
 from test_tools import SECRET, ToolServer, closed_port, tool_yaml
 
 from botrunner.bot import Bot
-from botrunner.engine import Engine
+from botrunner.botfile.loader import load_bot
+from botrunner.engine.engine import Engine
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
-from botrunner.loader import load_bot
 from botrunner.providers import aclose_all
 from botrunner.store import ConversationKey, open_store
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from botrunner.bot import Bot, Limits, Model, PerUser
-from botrunner.events import Usage
-from botrunner.limits import (
+from botrunner.engine.limits import (
     Limiter,
     RateLimited,
     describe_wait,
     seconds_to_utc_midnight,
     utc_day,
 )
+from botrunner.events import Usage
 from botrunner.store import SQLiteStore
 
 # 2025-03-10 12:00:00 UTC

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from botrunner.bot import Bot, Memory, Model
-from botrunner.loader import BotFileError, check_file, load_bot
-from botrunner.problems import format_text
+from botrunner.botfile.loader import BotFileError, check_file, load_bot
+from botrunner.botfile.problems import format_text
 from botrunner.templating import Template, UrlTemplate, render_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -654,7 +654,7 @@ def test_system_template_is_compiled_once_and_renders_data_literally(tmp_path):
 
 def test_schema_defaults_match_the_dataclasses():
     from botrunner.bot import Limits, Retry, ToolHttp
-    from botrunner.schema import load_schema
+    from botrunner.botfile.schema import load_schema
 
     props = load_schema()["properties"]
 
@@ -675,7 +675,7 @@ def test_schema_defaults_match_the_dataclasses():
 
 def test_validate_path_does_not_import_the_sdk_or_web_stack():
     code = (
-        "import sys; from botrunner.loader import check_file; "
+        "import sys; from botrunner.botfile.loader import check_file; "
         "from botrunner.commands import validate; "
         "bot, p = check_file('bots/weather.yaml'); assert bot is not None, p; "
         "heavy = {'anthropic', 'httpx', 'fastapi', 'uvicorn', 'starlette'} & set(sys.modules); "

@@ -8,8 +8,8 @@ import jsonschema
 import pytest
 import yaml
 
+from botrunner.botfile.schema import load_schema, subschema
 from botrunner.commands.reference import DOC_PATH, main, render
-from botrunner.schema import load_schema, subschema
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = load_schema()

@@ -24,8 +24,8 @@ from urllib.parse import parse_qs, quote
 import pytest
 
 from botrunner.bot import Bot, Tool
-from botrunner.loader import load_bot
-from botrunner.tools import REDACTED, ToolOutcome, ToolRunner, redact
+from botrunner.botfile.loader import load_bot
+from botrunner.tools.http import REDACTED, ToolOutcome, ToolRunner, redact
 
 # --------------------------------------------------------------------------------------------
 # A real tool server
@@ -470,7 +470,7 @@ async def test_the_model_cannot_change_scheme_or_host(tmp_path, tool_server, run
 
 
 def test_a_templated_host_is_refused_at_load(tmp_path):
-    from botrunner.loader import BotFileError
+    from botrunner.botfile.loader import BotFileError
 
     with pytest.raises(BotFileError, match="host must be literal"):
         one_tool(tmp_path, "http://{{ input.host }}/x")

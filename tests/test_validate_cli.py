@@ -125,7 +125,7 @@ def test_github_format(files, monkeypatch, capsys):
 
 
 def test_github_format_escapes_properties_and_data():
-    from botrunner.problems import Problem, format_github
+    from botrunner.botfile.problems import Problem, format_github
 
     problem = Problem("a,b:c.yaml", 1, 2, "error", "100% wrong\nreally", "")
     assert format_github([problem]) == (

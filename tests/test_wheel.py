@@ -27,7 +27,7 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
     bot = tmp_path / "bot.yaml"
     bot.write_text("name: t\nmodel: {name: m}\nsytem: hi\n", encoding="utf-8")
     code = (
-        "import sys, botrunner.schema as s, botrunner.loader as l; "
+        "import sys, botrunner.botfile.schema as s, botrunner.botfile.loader as l; "
         "print(s.schema_path()); print(s.load_schema()['title']); "
         "print(l.check_file(sys.argv[1], env={})[1][0].message)"
     )
@@ -46,7 +46,7 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
 
 
 def test_checkout_falls_back_to_the_schemas_folder():
-    from botrunner.schema import schema_path
+    from botrunner.botfile.schema import schema_path
 
     path = schema_path()
     assert path.name == "bot.schema.json"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from botrunner.schema import load_schema
+from botrunner.botfile.schema import load_schema
 
 DOC_PATH = Path(__file__).resolve().parent.parent.parent / "docs" / "bot-reference.md"
 

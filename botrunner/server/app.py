@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from botrunner.engine import Engine
-from botrunner.livebot import LiveBots
-from botrunner.problems import format_text
+from botrunner.botfile.livebot import LiveBots
+from botrunner.botfile.problems import format_text
+from botrunner.engine.engine import Engine
 from botrunner.server import chat, errors, openai_compat
 from botrunner.server.auth import KeyRing
 from botrunner.server.metrics import Metrics

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from botrunner.bot import EnvRef, Location
-from botrunner.problems import Problem
-from botrunner.yamlsrc import Path as PathT
-from botrunner.yamlsrc import Source
+from botrunner.botfile.problems import Problem
+from botrunner.botfile.yamlsrc import Path as PathT
+from botrunner.botfile.yamlsrc import Source
 
 __all__ = ["FileCheck", "PathT", "closest", "display", "texts"]
 

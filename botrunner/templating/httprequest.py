@@ -15,8 +15,8 @@ from urllib.parse import quote, quote_plus
 
 import jinja2
 
-from botrunner.envrefs import Trusted, rewrite_env
-from botrunner.template import SYNTAX_MARKS, Template, TemplateProblem, environment
+from botrunner.templating.envrefs import Trusted, rewrite_env
+from botrunner.templating.template import SYNTAX_MARKS, Template, TemplateProblem, environment
 
 if TYPE_CHECKING:
     from botrunner.bot import Location, ToolHttp

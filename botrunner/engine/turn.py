@@ -1,6 +1,6 @@
 """One turn of a conversation, after `Engine.prepare` admitted it: the model's reply streamed
 as typed events, tools run, every message stored as it completes, the turn closed with its
-real status (see `botrunner.engine` for the whole flow).
+real status (see `botrunner.engine.engine` for the whole flow).
 
 The model request goes out while the store is still making the user's message durable, but
 no event reaches the user, and nothing more of the turn is written, before it is: a reply the
@@ -20,15 +20,15 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botrunner.bot import Bot
+from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import StartedTurn
-from botrunner.tools import ToolOutcome
-from botrunner.turnlog import TurnRecord, log_turn
+from botrunner.tools.http import ToolOutcome
 
 if TYPE_CHECKING:
-    from botrunner.engine import Engine
+    from botrunner.engine.engine import Engine
 
 
 class NotStored(Exception):

@@ -20,15 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 from botrunner.bot import Bot
-from botrunner.memory_base import (
+from botrunner.memory.base import (
     Context,
     MemoryStrategy,
     RecentStrategy,
     Summarizer,
     earlier_turns,
 )
-from botrunner.memory_retrieval import STOPWORDS, RetrievalMemory, search_terms
-from botrunner.memory_summarize import (
+from botrunner.memory.retrieval import STOPWORDS, RetrievalMemory, search_terms
+from botrunner.memory.summarize import (
     SUMMARY_HEADER,
     SUMMARY_INSTRUCTIONS,
     SummarizeMemory,

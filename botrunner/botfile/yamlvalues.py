@@ -19,7 +19,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 if TYPE_CHECKING:
-    from botrunner.yamlsrc import Path, Source
+    from botrunner.botfile.yamlsrc import Path, Source
 
 __all__ = ["NULL", "Builder", "TooBig", "plain_text", "start_pos", "surprise"]
 

@@ -1,7 +1,7 @@
 """Read YAML while remembering where every value came from.
 
 PyYAML composes a node graph (each node carries its line and column); we build the plain Python
-value ourselves from those nodes (`botrunner.yamlvalues`) so that every value, and every mapping
+value ourselves from those nodes (`botrunner.botfile.yamlvalues`) so that every value, and every mapping
 key, can be traced back to `line:col` for error messages.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from yaml.nodes import Node, ScalarNode
 
-from botrunner.problems import Problem
-from botrunner.yamlsyntax import reader_problem, syntax_problem, yaml_lines
-from botrunner.yamlvalues import NULL, Builder, TooBig, plain_text, start_pos, surprise
+from botrunner.botfile.problems import Problem
+from botrunner.botfile.yamlsyntax import reader_problem, syntax_problem, yaml_lines
+from botrunner.botfile.yamlvalues import NULL, Builder, TooBig, plain_text, start_pos, surprise
 
 __all__ = ["Path", "Source", "parse", "plain_text", "surprise"]
 

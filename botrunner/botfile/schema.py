@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_NAME = "bot.schema.json"
-CHECKOUT_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_NAME
+CHECKOUT_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_NAME
 
 
 @cache

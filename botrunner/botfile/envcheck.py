@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from botrunner.bot import EnvRef, Location
-from botrunner.envrefs import ANY_ENV_REF, ENV_REF
-from botrunner.filecheck import FileCheck, PathT, display, texts
+from botrunner.botfile.filecheck import FileCheck, PathT, display, texts
+from botrunner.templating.envrefs import ANY_ENV_REF, ENV_REF
 
 __all__ = ["check_env_refs", "check_env_set", "check_model"]
 

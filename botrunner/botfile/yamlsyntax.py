@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from botrunner.problems import Problem
+from botrunner.botfile.problems import Problem
 
 __all__ = ["syntax_problem"]
 

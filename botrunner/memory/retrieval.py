@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from botrunner.bot import Bot
-from botrunner.memory_base import BaseStrategy, Context, earlier_turns
+from botrunner.memory.base import BaseStrategy, Context, earlier_turns
 from botrunner.store.base import Conversation, ConversationStore
 
 _WORD = re.compile(r"[^\W_]+")

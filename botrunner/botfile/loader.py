@@ -21,16 +21,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from botrunner import yamlsrc
 from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool
-from botrunner.envcheck import check_env_refs, check_env_set, check_model
-from botrunner.envrefs import ENV_REF, substitute_env
-from botrunner.filecheck import FileCheck, display
-from botrunner.problems import Problem, format_text
-from botrunner.schemacheck import check_schema
-from botrunner.template import Template
-from botrunner.templatecheck import SYSTEM_VARIABLES, check_system, check_variables
-from botrunner.toolcheck import check_tools
+from botrunner.botfile import yamlsrc
+from botrunner.botfile.envcheck import check_env_refs, check_env_set, check_model
+from botrunner.botfile.filecheck import FileCheck, display
+from botrunner.botfile.problems import Problem, format_text
+from botrunner.botfile.schemacheck import check_schema
+from botrunner.botfile.templatecheck import SYSTEM_VARIABLES, check_system, check_variables
+from botrunner.botfile.toolcheck import check_tools
+from botrunner.templating.envrefs import ENV_REF, substitute_env
+from botrunner.templating.template import Template
 
 __all__ = ["BotFileError", "SYSTEM_VARIABLES", "check_file", "display", "load_bot"]
 

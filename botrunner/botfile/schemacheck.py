@@ -11,9 +11,9 @@ import re
 from functools import cache
 from typing import Any
 
-from botrunner import yamlsrc
-from botrunner.filecheck import FileCheck, PathT, closest, display
-from botrunner.schema import load_schema, subschema
+from botrunner.botfile import yamlsrc
+from botrunner.botfile.filecheck import FileCheck, PathT, closest, display
+from botrunner.botfile.schema import load_schema, subschema
 
 __all__ = ["check_schema"]
 

@@ -11,7 +11,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from botrunner.envrefs import Trusted, rewrite_env
+from botrunner.templating.envrefs import Trusted, rewrite_env
 
 if TYPE_CHECKING:
     from botrunner.bot import Location

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from botrunner.filecheck import FileCheck, PathT, closest, display
-from botrunner.template import Template, TemplateProblem
+from botrunner.botfile.filecheck import FileCheck, PathT, closest, display
+from botrunner.templating.template import Template, TemplateProblem
 
 __all__ = [
     "RESERVED_VARIABLES",

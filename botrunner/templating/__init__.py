@@ -4,29 +4,29 @@ Security rules the templating modules enforce:
 
 - Templates only ever come from the author's bot file. Values at render time (the user's
   message, the model's tool input) are data: they are never compiled, so "{{ 7*7 }}" in a
-  message stays literal (`botrunner.template`).
+  message stays literal (`botrunner.templating.template`).
 - `${NAME}` / `${NAME:-default}` (tool http fields only) are resolved from the environment at
   load time and rewritten into a private context variable *before* compiling
   (`${X}` -> `{{ __env[0] }}`), so a secret containing "{{" is never compiled and a "${X}"
-  typed by the model is never expanded (`botrunner.envrefs`).
+  typed by the model is never expanded (`botrunner.templating.envrefs`).
 - In a tool URL the scheme and host are literal; every `{{ }}` output is percent-encoded for
   the place it lands (a path segment or the query string). Environment values, which the
-  author controls, are inserted as they are (`botrunner.httprequest`).
+  author controls, are inserted as they are (`botrunner.templating.httprequest`).
 
 This module is the public face of the three: import from here.
 """
 
 from __future__ import annotations
 
-from botrunner.envrefs import ANY_ENV_REF, ENV_REF, Trusted, resolve_env
-from botrunner.httprequest import (
+from botrunner.templating.envrefs import ANY_ENV_REF, ENV_REF, Trusted, resolve_env
+from botrunner.templating.httprequest import (
     BodyTemplate,
     RenderedRequest,
     RenderError,
     UrlTemplate,
     render_request,
 )
-from botrunner.template import Template, TemplateProblem, environment
+from botrunner.templating.template import Template, TemplateProblem, environment
 
 __all__ = [
     "ANY_ENV_REF",

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botrunner.bot import Bot
-from botrunner.loader import check_file
-from botrunner.problems import Problem
+from botrunner.botfile.loader import check_file
+from botrunner.botfile.problems import Problem
 
 log = logging.getLogger("botrunner.reload")
 BOT_SUFFIXES = (".yaml", ".yml")

@@ -8,10 +8,10 @@ from functools import cache
 from typing import Any
 
 from botrunner.bot import Location, Tool, ToolHttp
-from botrunner.filecheck import FileCheck, PathT, closest, display, texts
-from botrunner.httprequest import BodyTemplate, UrlTemplate
-from botrunner.template import Template, TemplateProblem
-from botrunner.templatecheck import report_template_problem, report_undefined
+from botrunner.botfile.filecheck import FileCheck, PathT, closest, display, texts
+from botrunner.botfile.templatecheck import report_template_problem, report_undefined
+from botrunner.templating.httprequest import BodyTemplate, UrlTemplate
+from botrunner.templating.template import Template, TemplateProblem
 
 __all__ = ["BODY_METHODS", "check_tools"]
 

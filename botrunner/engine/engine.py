@@ -4,7 +4,7 @@ A turn is split in two so transports can answer bad input with a plain error bef
 start streaming: `Engine.prepare` checks the message, the limits and the provider, and hands
 the user's message to the store (admitted and numbered, and, for the memory strategies that
 can, with the earlier turns to send read in the same step); `PreparedTurn.events`
-(`botrunner.turn`) talks to the model, runs tools and stores every message of the turn as it
+(`botrunner.engine.turn`) talks to the model, runs tools and stores every message of the turn as it
 completes. The model request goes out while the store is still making the user's message
 durable (the fsync overlaps the model's time to first token), but no event reaches the user
 before it is.
@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from botrunner.bot import Bot
+from botrunner.engine.limits import Limiter, RateLimited
+from botrunner.engine.turn import NotStored, PreparedTurn
 from botrunner.events import Error, Event
-from botrunner.limits import Limiter, RateLimited
 from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
 from botrunner.providers.base import ProviderError
 from botrunner.store.base import ConversationKey, Refused, Store
-from botrunner.tools import ToolRunner
-from botrunner.turn import NotStored, PreparedTurn
+from botrunner.tools.http import ToolRunner
 
 # Control characters other than tab and newline (CR is normalised to newline first).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from botrunner.bot import Bot
-from botrunner.memory_base import Context, RecentStrategy, Summarizer, earlier_turns
+from botrunner.memory.base import Context, RecentStrategy, Summarizer, earlier_turns
 from botrunner.store.base import Conversation, ConversationStore, RecentTurns
 
 SUMMARY_HEADER = "Summary of the earlier conversation:"

@@ -1,4 +1,4 @@
-"""One structured JSON record per turn, on the `botrunner.turn` logger.
+"""One structured JSON record per turn, on the `botrunner.engine.turn` logger.
 
 The engine fills a `TurnRecord`; transports decide where the logger writes (stderr, a file),
 so records never mix with chat output. Message text and secrets are never logged.
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-logger = logging.getLogger("botrunner.turn")
+logger = logging.getLogger("botrunner.engine.turn")
 
 
 @dataclass(slots=True)
