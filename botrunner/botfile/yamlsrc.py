@@ -15,7 +15,15 @@ from yaml.nodes import Node, ScalarNode
 
 from botrunner.botfile.problems import Problem
 from botrunner.botfile.yamlsyntax import reader_problem, syntax_problem, yaml_lines
-from botrunner.botfile.yamlvalues import NULL, Builder, TooBig, plain_text, start_pos, surprise
+from botrunner.botfile.yamlvalues import (
+    NULL,
+    Builder,
+    Path,
+    TooBig,
+    plain_text,
+    start_pos,
+    surprise,
+)
 
 __all__ = ["Path", "Source", "parse", "plain_text", "surprise"]
 
@@ -23,8 +31,6 @@ try:  # libyaml is several times faster at scanning and composing.
     _Loader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
-
-Path = tuple[str | int, ...]
 
 
 @dataclass(slots=True)

@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-if TYPE_CHECKING:
-    from botrunner.botfile.yamlsrc import Path, Source
+from botrunner.botfile.problems import Problem
 
-__all__ = ["NULL", "Builder", "TooBig", "plain_text", "start_pos", "surprise"]
+__all__ = ["NULL", "Builder", "Path", "TooBig", "plain_text", "start_pos", "surprise"]
+
+# Where a value sits in a document: the keys and indexes from the root.
+Path = tuple[str | int, ...]
+
+
+class Source(Protocol):
+    """What the builder records into (`botrunner.botfile.yamlsrc.Source`)."""
+
+    nodes: dict[Path, Node]
+    key_nodes: dict[Path, Node]
+    problems: list[Problem]
+
+    def problem(self, pos: tuple[int, int], message: str, hint: str = "") -> Problem: ...
+
 
 _STR = "tag:yaml.org,2002:str"
 NULL = "tag:yaml.org,2002:null"

@@ -17,18 +17,27 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from botrunner.bot import Bot
+from botrunner.engine.limits import Limiter
 from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import StartedTurn
-from botrunner.tools.http import ToolOutcome
+from botrunner.store.base import StartedTurn, Store
+from botrunner.tools import ToolOutcome, ToolRunner
 
-if TYPE_CHECKING:
-    from botrunner.engine.engine import Engine
+
+class Services(Protocol):
+    """What a turn uses of the `Engine` that prepared it (kept structural: the engine imports
+    this module, not the reverse)."""
+
+    store: Store
+    limiter: Limiter
+    tools: ToolRunner
+
+    def spawn(self, coro: Any) -> None: ...
 
 
 class NotStored(Exception):
@@ -38,7 +47,7 @@ class NotStored(Exception):
 class PreparedTurn:
     def __init__(
         self,
-        engine: Engine,
+        engine: Services,
         bot: Bot,
         provider: Provider,
         started: StartedTurn,

@@ -26,8 +26,8 @@ from botrunner.store.base import ConversationKey
 
 if TYPE_CHECKING:
     from botrunner.engine.turn import PreparedTurn
-    from botrunner.server.app import ServerState
     from botrunner.server.metrics import TurnTimer
+    from botrunner.server.state import ServerState
 
 _SESSION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 router = APIRouter()

@@ -10,16 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, quote_plus
 
 import jinja2
 
 from botrunner.templating.envrefs import Trusted, rewrite_env
+from botrunner.templating.location import Location
 from botrunner.templating.template import SYNTAX_MARKS, Template, TemplateProblem, environment
-
-if TYPE_CHECKING:
-    from botrunner.bot import Location, ToolHttp
 
 __all__ = [
     "BodyTemplate",
@@ -209,6 +207,21 @@ def _render_value(value: Any, context: dict[str, Any]) -> Any:
     return value
 
 
+class HttpSettings(Protocol):
+    """What `render_request` reads from a tool's `http` settings (`botrunner.bot.ToolHttp`)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def url(self) -> UrlTemplate: ...
+    @property
+    def params(self) -> Mapping[str, Template]: ...
+    @property
+    def headers(self) -> Mapping[str, Template]: ...
+    @property
+    def body(self) -> BodyTemplate | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedRequest:
     method: str
@@ -218,7 +231,7 @@ class RenderedRequest:
     json: Any | None
 
 
-def render_request(http: ToolHttp, input: Mapping[str, Any]) -> RenderedRequest:  # noqa: A002
+def render_request(http: HttpSettings, input: Mapping[str, Any]) -> RenderedRequest:  # noqa: A002
     """Fill a tool's http settings with the model's input, ready to send."""
     context = {"input": input}
     headers: dict[str, str] = {}

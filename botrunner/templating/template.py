@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from botrunner.templating.envrefs import Trusted, rewrite_env
-
-if TYPE_CHECKING:
-    from botrunner.bot import Location
+from botrunner.templating.location import Location
 
 __all__ = ["SYNTAX_MARKS", "Template", "TemplateProblem", "environment"]
 
