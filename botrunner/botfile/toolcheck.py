@@ -9,6 +9,7 @@ from typing import Any
 
 from botrunner.bot import Location, Tool, ToolHttp
 from botrunner.botfile.filecheck import FileCheck, PathT, closest, display, texts
+from botrunner.botfile.schemalint import lint_input_schema
 from botrunner.botfile.templatecheck import report_template_problem, report_undefined
 from botrunner.templating.httprequest import BodyTemplate, UrlTemplate
 from botrunner.templating.template import Template, TemplateProblem
@@ -75,6 +76,7 @@ def _check_input_schema(check: FileCheck, path: PathT) -> None:
     schema = check.get(path)
     if not isinstance(schema, dict) or not check.ok(path):
         return
+    before = len(check.problems)
     dialect = schema.get("$schema")
     # A non-string `$schema` is reported by the Draft 7 metaschema itself.
     validator = _meta_validator(dialect if isinstance(dialect, str) else None)
@@ -95,6 +97,8 @@ def _check_input_schema(check: FileCheck, path: PathT) -> None:
                 "input_schema describes the tool's input in JSON Schema; see "
                 "https://json-schema.org/understanding-json-schema/",
             )
+    if len(check.problems) == before:
+        lint_input_schema(check, path)
 
 
 def _check_input_fields(check: FileCheck, base: PathT) -> None:
@@ -127,6 +131,37 @@ def _check_input_fields(check: FileCheck, base: PathT) -> None:
                     f"input.{field} is not a property in the input_schema of this tool",
                     hint,
                 )
+
+
+# RFC 9110 section 5.6.2: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_header_names(check: FileCheck, path: PathT) -> bool:
+    """Header names are sent exactly as written, so each must be a literal HTTP token."""
+    headers = check.get(path)
+    if not isinstance(headers, dict) or not check.ok(path):
+        return True
+    good = True
+    for name in headers:
+        if _TOKEN.fullmatch(name):
+            continue
+        good = False
+        line, col = check.src.key_pos((*path, name))
+        offset = next((i for i, ch in enumerate(name) if not _TOKEN.fullmatch(ch)), 0)
+        if any(mark in name for mark in ("{{", "{%", "${")):
+            message = f'the header name "{name}" is a template; header names are sent as written'
+            hint = (
+                "Write a fixed name (like X-City) and put the template in its value: "
+                '"X-City": "{{ input.city }}".'
+            )
+        else:
+            message = f'the header name "{name}" has a character HTTP does not allow in a name'
+            hint = "Header names are letters, digits and - (like X-Api-Key); no spaces or colons."
+        key_node = check.src.key_nodes.get((*path, name))
+        quote = 1 if getattr(key_node, "style", None) in ("'", '"') else 0
+        check.error((line, col + quote + offset), message, hint)
+    return good
 
 
 def _check_http(check: FileCheck, path: PathT) -> ToolHttp | None:
@@ -163,6 +198,7 @@ def _check_http(check: FileCheck, path: PathT) -> ToolHttp | None:
     url = compile_text(("url",), UrlTemplate) if "url" in http else None
     params = {k: compile_text(("params", k), Template) for k in (http.get("params") or {})}
     headers = {k: compile_text(("headers", k), Template) for k in (http.get("headers") or {})}
+    good = _check_header_names(check, (*path, "headers")) and good
     body = None
     method = http.get("method", "GET")
     if "body" in http:
