@@ -232,7 +232,7 @@ def test_template_syntax_error_on_line_7_of_a_system_block(tmp_path):
       line 8
     """
     _, shown, problems = check(tmp_path, text)
-    assert shown == ["11:3: error: system: template syntax error: unexpected '}'"]
+    assert shown == ["11:40: error: system: template syntax error: unexpected '}'"]
     assert problems[0].hint.startswith("Values are written {{ name }}")
 
 

@@ -80,6 +80,15 @@ class Source:
         node = self.nodes.get(path)
         if not isinstance(node, ScalarNode):
             return self.node_pos(path)
+        value = node.value
+        offset = sum(len(text) + 1 for text in value.split("\n")[: line - 1]) + col
+        if 0 < offset == len(value):  # just past the end: after the last character
+            mapped = _align(self.text, node, offset - 1)
+            if mapped is not None:
+                return mapped[0], mapped[1] + 1
+        mapped = _align(self.text, node, offset) if 0 <= offset < len(value) else None
+        if mapped is not None:
+            return mapped
         start_line, start_col = node.start_mark.line, node.start_mark.column
         if node.style in ("|", ">"):
             # The text starts on the line after the `|` indicator, at the block's indentation.
@@ -108,6 +117,58 @@ class Source:
         self, pos: tuple[int, int], message: str, hint: str = "", severity: str = "error"
     ) -> Problem:
         return Problem(self.file, pos[0], pos[1], severity, message, hint)  # type: ignore[arg-type]
+
+
+_BREAKS = "\r\n\x85\u2028\u2029"
+
+
+def _align(text: str, node: ScalarNode, offset: int) -> tuple[int, int] | None:
+    """Where character `offset` of a scalar's value is written in the file, 1-based.
+
+    YAML folds what is written (a `>` block or a multi-line plain or quoted scalar joins lines
+    with spaces, drops indentation, undoes `''` and escapes), so the value's lines are not the
+    file's. Walk the written text and the value together: each value character is the next
+    matching written one; a space or line break in the value may stand for any written white
+    space. None when they do not line up (e.g. escapes), and the caller estimates instead.
+    """
+    value = node.value
+    raw_start, raw_end = node.start_mark.index, node.end_mark.index
+    line, col = node.start_mark.line, node.start_mark.column
+    i = raw_start
+    if node.style in ("|", ">"):  # skip the indicator line: `|-  # a comment`
+        while i < raw_end and text[i] not in _BREAKS:
+            i += 1
+            col += 1
+    elif node.style in ("'", '"'):
+        i += 1
+        col += 1
+    for index in range(offset + 1):
+        want = value[index] if index < len(value) else None
+        while i < raw_end:
+            ch = text[i]
+            if want is not None and (ch == want or (want in " \n" and ch in " \t" + _BREAKS)):
+                break
+            if want is None and ch not in " \t" + _BREAKS + "'\"":
+                break
+            if ch in _BREAKS:
+                if ch == "\r" and i + 1 < raw_end and text[i + 1] == "\n":
+                    i += 1
+                line, col = line + 1, 0
+            else:
+                col += 1
+            i += 1
+        else:
+            return (line + 1, col + 1) if want is None else None
+        if index == offset:
+            return line + 1, col + 1
+        if text[i] in _BREAKS:
+            if text[i] == "\r" and i + 1 < raw_end and text[i + 1] == "\n":
+                i += 1
+            line, col = line + 1, 0
+        else:
+            col += 1
+        i += 1
+    return None
 
 
 def parse(text: str, file: str) -> Source:

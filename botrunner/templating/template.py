@@ -87,11 +87,17 @@ def _compile(
     return environment.from_string(ast), ast  # type: ignore[arg-type]
 
 
-def _syntax_problem(exc: jinja2.TemplateSyntaxError, source: str) -> TemplateProblem:
+def _syntax_problem(exc: jinja2.TemplateSyntaxError, source: str, code: str) -> TemplateProblem:
     line = exc.lineno or 1
     lines = source.split("\n")
     text = lines[line - 1] if 0 < line <= len(lines) else ""
     column = len(text) - len(text.lstrip(" "))
+    # The offending character's column, when the template was compiled as written (a `${NAME}`
+    # rewrite shifts offsets) and the message names the token.
+    offset = _error_offset(exc, code, line) if code == source else None
+    if offset is not None:
+        line = source.count("\n", 0, offset) + 1
+        column = offset - (source.rfind("\n", 0, offset) + 1)
     return TemplateProblem(
         f"template syntax error: {exc.message}",
         "Values are written {{ name }} and logic {% if ... %}...{% endif %}; check the braces "
@@ -99,6 +105,39 @@ def _syntax_problem(exc: jinja2.TemplateSyntaxError, source: str) -> TemplatePro
         line,
         column,
     )
+
+
+# Jinja names the token it stopped at in its messages: "unexpected '}'", "got 'x'",
+# "unknown tag 'endfo'"; the lexer gives an offset: "unexpected char '!' at 12".
+_AT_OFFSET = re.compile(r"unexpected char .* at (\d+)$")
+_NAMED = re.compile(r"(?:unexpected|got|unknown tag) '([^']+)'")
+_DESCRIBED = {"end of print statement": "}}", "end of statement block": "%}"}
+
+
+def _error_offset(exc: jinja2.TemplateSyntaxError, code: str, line: int) -> int | None:
+    message = exc.message or ""
+    at = _AT_OFFSET.search(message)
+    if at:
+        return min(int(at.group(1)), len(code))
+    if message.startswith("unexpected end of template,"):  # inside an unfinished tag
+        return len(code.rstrip())
+    named = _NAMED.search(message)
+    if not named:
+        return None
+    wanted = _DESCRIBED.get(named.group(1), named.group(1))
+    position = 0
+    try:
+        for lineno, kind, value in environment.lexer.tokeniter(code, None):
+            found = code.find(value, position)
+            if found < 0:
+                return None
+            position = found + len(value)
+            if lineno == line and kind != "data" and value == wanted:
+                return found
+    except jinja2.TemplateSyntaxError:  # the lexer itself stopped at the token
+        found = code.find(wanted, position)
+        return found if found >= 0 else None
+    return None
 
 
 class Template:
@@ -128,7 +167,7 @@ class Template:
             try:
                 self._compiled, ast = _compile(_environment, code)
             except jinja2.TemplateSyntaxError as exc:
-                raise _syntax_problem(exc, source) from None
+                raise _syntax_problem(exc, source, code) from None
             self._undeclared = _undeclared(ast, source)
             if "__env" in source:
                 raise TemplateProblem(
