@@ -19,6 +19,10 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "botrunner/bot.schema.json" in names
+        # `botrunner new` writes its starters from package data.
+        assert {"tutor", "support", "tool"} <= {
+            Path(n).stem for n in names if n.startswith("botrunner/commands/starters/")
+        }
         packaged = archive.read("botrunner/bot.schema.json").decode("utf-8")
         archive.extractall(tmp_path / "site")
     assert packaged == (ROOT / "schemas" / "bot.schema.json").read_text(encoding="utf-8")
