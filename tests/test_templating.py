@@ -54,10 +54,10 @@ def test_static_text_skips_jinja():
     assert template.render({}) == "plain text"
 
 
-def test_syntax_error_carries_the_line():
+def test_syntax_error_carries_the_line_and_the_offending_column():
     with pytest.raises(TemplateProblem) as info:
         Template("a\nb\n  {{ x }\n")
-    assert (info.value.line, info.value.column) == (3, 2)
+    assert (info.value.line, info.value.column) == (3, 7)
     assert info.value.message == "template syntax error: unexpected '}'"
 
 
