@@ -14,7 +14,7 @@ from botrunner.botfile.loader import BotFileError, check_file, load_bot
 from botrunner.botfile.problems import format_text
 from botrunner.templating import Template, UrlTemplate, render_request
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BROKEN = sorted((ROOT / "tests" / "broken").glob("*.yaml"))
 EXAMPLES = sorted((ROOT / "bots").glob("*.yaml"))
 

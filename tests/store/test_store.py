@@ -423,7 +423,7 @@ asyncio.run(main())
 
 async def test_acknowledged_writes_survive_a_kill(tmp_path: Path):
     path = tmp_path / "crash.db"
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
