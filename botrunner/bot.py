@@ -1,6 +1,6 @@
 """The typed, frozen form of a bot file: what the loader returns and everything else consumes.
 
-Nothing outside `botrunner.loader` builds these from raw YAML; the engine and the transports
+Nothing outside `botrunner.botfile.loader` builds these from raw YAML; the engine and the transports
 only ever see a `Bot`.
 """
 
@@ -11,24 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+# `Location` lives below the templates that carry it; the loader and the checks import it here.
+from botrunner.templating.location import Location
+
 if TYPE_CHECKING:
     from botrunner.templating import BodyTemplate, Template, UrlTemplate
 
 MemoryStrategyName = Literal["none", "full", "window", "summarize", "retrieval"]
 CacheMode = Literal["auto", "off"]
 CacheTtl = Literal["5m", "1h"]
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """A place in a bot file, 1-based like editors and compilers show it."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True, slots=True)

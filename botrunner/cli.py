@@ -43,6 +43,33 @@ def validate(paths: tuple[str, ...], output_format: str, strict: bool) -> int:
 
 
 @cli.command()
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice(["tutor", "support", "tool"]),
+    default="tutor",
+    show_default=True,
+    help="tutor: a teacher with memory; support: summarized memory and limits; tool: calls a web API.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bots"),
+    show_default=True,
+    help="Where to write NAME.yaml.",
+)
+def new(name: str, kind: str, directory: Path) -> int:
+    """Start a bot: write DIR/NAME.yaml, commented and valid as written.
+
+    Never overwrites a file. Exit code 0 when written, 1 if the file exists, 2 for a bad name.
+    """
+    from botrunner.commands import new as command
+
+    return command.run(name, kind=kind, directory=directory)
+
+
+@cli.command()
 @click.option("--markdown", is_flag=True, hidden=True, help="Print the Markdown reference.")
 def schema(markdown: bool) -> int:
     """Print the bot file JSON Schema (for editors and other tools)."""
@@ -86,7 +113,7 @@ def chat(
             raise click.BadParameter(f"{item!r}: write it as KEY=VALUE", param_hint="--var")
         values[name] = value
     if log_to:
-        from botrunner import turnlog
+        from botrunner.engine import turnlog
 
         turnlog.configure(log_to)
     from botrunner.commands import chat as command

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from botrunner.loader import check_file
+from botrunner.botfile.loader import check_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

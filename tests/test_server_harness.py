@@ -17,8 +17,8 @@ from typing import Any
 
 import uvicorn
 
-from botrunner.engine import Engine
-from botrunner.livebot import LiveBots
+from botrunner.botfile.livebot import LiveBots
+from botrunner.engine.engine import Engine
 from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app

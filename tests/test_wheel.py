@@ -20,6 +20,10 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "botrunner/bot.schema.json" in names
+        # `botrunner new` writes its starters from package data.
+        assert {"tutor", "support", "tool"} <= {
+            Path(n).stem for n in names if n.startswith("botrunner/commands/starters/")
+        }
         packaged = archive.read("botrunner/bot.schema.json").decode("utf-8")
         archive.extractall(tmp_path / "site")
     assert packaged == (ROOT / "schemas" / "bot.schema.json").read_text(encoding="utf-8")
@@ -29,7 +33,7 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
     bot = tmp_path / "bot.yaml"
     bot.write_text("name: t\nmodel: {name: m}\nsytem: hi\n", encoding="utf-8")
     code = (
-        "import sys, botrunner.schema as s, botrunner.loader as l; "
+        "import sys, botrunner.botfile.schema as s, botrunner.botfile.loader as l; "
         "print(s.schema_path()); print(s.load_schema()['title']); "
         "print(l.check_file(sys.argv[1], env={})[1][0].message); "
         "from botrunner.providers import catalogue as c; "
@@ -51,7 +55,7 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
 
 
 def test_checkout_falls_back_to_the_schemas_folder():
-    from botrunner.schema import schema_path
+    from botrunner.botfile.schema import schema_path
 
     path = schema_path()
     assert path.name == "bot.schema.json"

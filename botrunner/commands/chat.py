@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from botrunner.botfile.livebot import Change, LiveBots
+from botrunner.botfile.problems import format_text
 from botrunner.events import Done, Error, TextDelta, ToolCall, ToolResult
-from botrunner.livebot import Change, LiveBots
-from botrunner.problems import format_text
 
 HELP = """Commands:
   /reset    forget this conversation and start again
@@ -69,7 +69,7 @@ class Chat:
         print(text, file=sys.stderr, flush=True)
 
     async def main(self) -> int:
-        from botrunner.engine import Engine
+        from botrunner.engine.engine import Engine
         from botrunner.providers.base import ProviderError
         from botrunner.store import open_store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from botrunner.schema import schema_text
+from botrunner.botfile.schema import schema_text
 
 
 def run(*, markdown: bool = False, out: TextIO | None = None) -> int:

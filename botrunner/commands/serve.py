@@ -27,10 +27,10 @@ from typing import Any
 
 import uvicorn
 
-from botrunner import turnlog
-from botrunner.engine import Engine
-from botrunner.livebot import Change, LiveBots
-from botrunner.problems import format_text
+from botrunner.botfile.livebot import Change, LiveBots
+from botrunner.botfile.problems import format_text
+from botrunner.engine import turnlog
+from botrunner.engine.engine import Engine
 from botrunner.providers import MODULES as PROVIDER_MODULES
 from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError

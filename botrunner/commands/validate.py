@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from botrunner.loader import check_file
-from botrunner.problems import FORMATTERS, Problem
+from botrunner.botfile.loader import check_file
+from botrunner.botfile.problems import FORMATTERS, Problem
 
 SUFFIXES = (".yaml", ".yml")
 _GLOB_CHARS = frozenset("*?[")

@@ -1,5 +1,6 @@
 """`botrunner serve`: the HTTP transport over the engine (FastAPI on uvicorn)."""
 
-from botrunner.server.app import ServerState, Settings, create_app
+from botrunner.server.app import create_app
+from botrunner.server.state import ServerState, Settings
 
 __all__ = ["ServerState", "Settings", "create_app"]

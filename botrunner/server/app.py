@@ -6,7 +6,6 @@ and holds no conversation state of its own (that is the engine's store).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -14,30 +13,15 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from botrunner.botfile.livebot import LiveBots
+from botrunner.botfile.problems import format_text
 from botrunner.engine import Engine
-from botrunner.livebot import LiveBots
-from botrunner.problems import format_text
 from botrunner.server import chat, errors, openai_compat
-from botrunner.server.auth import KeyRing
 from botrunner.server.metrics import Metrics
 from botrunner.server.middleware import Gate
+from botrunner.server.state import ServerState, Settings
 
 STATIC = resources.files("botrunner.server") / "static"
-
-
-@dataclass(slots=True)
-class Settings:
-    keys: KeyRing = field(default_factory=KeyRing)
-    # Request bodies above this are refused with 413 before they are read.
-    max_body_bytes: int = 64 * 1024
-
-
-@dataclass(slots=True)
-class ServerState:
-    live: LiveBots
-    engine: Engine
-    settings: Settings
-    metrics: Metrics
 
 
 def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None) -> FastAPI:

@@ -25,9 +25,9 @@ from botrunner.server.streaming import NDJSON, SSE, TurnStream, encoded, observe
 from botrunner.store.base import ConversationKey
 
 if TYPE_CHECKING:
-    from botrunner.server.app import ServerState
+    from botrunner.engine.turn import PreparedTurn
     from botrunner.server.metrics import TurnTimer
-    from botrunner.turn import PreparedTurn
+    from botrunner.server.state import ServerState
 
 _SESSION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 router = APIRouter()

@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from botrunner.engine import InputError
-from botrunner.limits import RateLimited
+from botrunner.engine.engine import InputError
+from botrunner.engine.limits import RateLimited
 from botrunner.providers.base import ProviderError
 
 _TYPES = {

@@ -23,9 +23,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from botrunner.engine.turn import PreparedTurn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.server.metrics import TurnTimer
-from botrunner.turn import PreparedTurn
 
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"

@@ -1,0 +1,132 @@
+"""The conversation engine: (bot, conversation, user message) -> a stream of typed events.
+
+A turn is split in two so transports can answer bad input with a plain error before they
+start streaming: `Engine.prepare` checks the message, the limits and the provider, and hands
+the user's message to the store (admitted and numbered, and, for the memory strategies that
+can, with the earlier turns to send read in the same step); `PreparedTurn.events`
+(`botrunner.engine.turn`) talks to the model, runs tools and stores every message of the turn as it
+completes. The model request goes out while the store is still making the user's message
+durable (the fsync overlaps the model's time to first token), but no event reaches the user
+before it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from botrunner.bot import Bot
+from botrunner.engine.limits import Limiter, RateLimited
+from botrunner.engine.turn import NotStored, PreparedTurn
+from botrunner.events import Error, Event
+from botrunner.memory import get_strategy
+from botrunner.providers import get_provider
+from botrunner.providers.base import ProviderError
+from botrunner.store.base import ConversationKey, Refused, Store
+from botrunner.tools.http import ToolRunner
+
+# Control characters other than tab and newline (CR is normalised to newline first).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class InputError(Exception):
+    """The user's message can't be accepted; nothing was stored. Carries a stable `code`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def clean_message(text: str, max_chars: int) -> str:
+    """Strip control characters; refuse empty and over-long messages (never cut them)."""
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not text.strip():
+        raise InputError("empty_message", "The message is empty: type something to send.")
+    if len(text) > max_chars:
+        raise InputError(
+            "message_too_long",
+            f"The message is {len(text)} characters long; this bot accepts at most "
+            f"{max_chars}. Shorten it or split it into several messages.",
+        )
+    return text
+
+
+class Engine:
+    """Shared by every transport. Owns the tool runner and background work (summaries)."""
+
+    def __init__(self, store: Store, *, tools: ToolRunner | None = None) -> None:
+        # One store keeps conversations and limit counters, so a turn's start (limits +
+        # conversation + user message) and end (reply + status + tokens) are one durable
+        # write each.
+        self.store = store
+        self.limiter = Limiter(store)
+        self.tools = tools or ToolRunner()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def check(self, bot: Bot) -> None:
+        """Raise ProviderError('config') when the bot can't reach its model at all."""
+        get_provider(bot).check()
+
+    async def prepare(
+        self,
+        bot: Bot,
+        key: ConversationKey,
+        message: str,
+        *,
+        user: Mapping[str, Any] | None = None,
+        variables: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> PreparedTurn:
+        """Validate and acknowledge one user message. Raises InputError, RateLimited or
+        ProviderError before anything is stored."""
+        text = clean_message(message, bot.limits.max_message_chars)
+        provider = get_provider(bot)
+        provider.check()
+        content = [{"type": "text", "text": text}]
+        admission = self.limiter.admission(bot, key.user)
+        recent = get_strategy(bot.memory.strategy).recent(bot)
+        started = await self.store.start_turn(key, content, admission, recent)
+        if isinstance(started, Refused):
+            assert admission is not None
+            raise self.limiter.refusal(admission, started)
+        return PreparedTurn(
+            self, bot, provider, started, text, dict(user or {}), variables, request_id
+        )
+
+    async def turn(
+        self, bot: Bot, key: ConversationKey, message: str, **options: Any
+    ) -> AsyncIterator[Event]:
+        """prepare() and events() in one call, for callers that stream errors inline."""
+        try:
+            prepared = await self.prepare(bot, key, message, **options)
+        except (InputError, ProviderError) as exc:
+            yield Error(exc.code, exc.message)
+            return
+        except RateLimited as exc:
+            yield Error("rate_limited", exc.message)
+            return
+        async for event in prepared.events():
+            yield event
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work (summaries) to finish."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        from botrunner.providers import aclose_all
+
+        await self.drain()
+        await self.tools.aclose()
+        await aclose_all()
+
+
+__all__ = ["Engine", "InputError", "NotStored", "PreparedTurn", "clean_message"]

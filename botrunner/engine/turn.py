@@ -1,0 +1,308 @@
+"""One turn of a conversation, after `Engine.prepare` admitted it: the model's reply streamed
+as typed events, tools run, every message stored as it completes, the turn closed with its
+real status (see `botrunner.engine.engine` for the whole flow).
+
+The model request goes out while the store is still making the user's message durable, but
+no event reaches the user, and nothing more of the turn is written, before it is: a reply the
+user saw always belongs to a stored message, and a turn whose start was rolled back writes
+nothing (its number may already belong to the next turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+from botrunner.bot import Bot
+from botrunner.engine.limits import Limiter
+from botrunner.engine.turnlog import TurnRecord, log_turn
+from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
+from botrunner.memory import get_strategy
+from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
+from botrunner.store.base import StartedTurn, Store, UsageRecord
+from botrunner.tools import ToolOutcome, ToolRunner
+
+
+class Services(Protocol):
+    """What a turn uses of the `Engine` that prepared it (kept structural: the engine imports
+    this module, not the reverse)."""
+
+    store: Store
+    limiter: Limiter
+    tools: ToolRunner
+
+    def spawn(self, coro: Any) -> None: ...
+
+
+class NotStored(Exception):
+    """The store could not make a turn's user message durable (its write was rolled back)."""
+
+
+class PreparedTurn:
+    def __init__(
+        self,
+        engine: Services,
+        bot: Bot,
+        provider: Provider,
+        started: StartedTurn,
+        text: str,
+        user: dict[str, Any],
+        variables: Mapping[str, Any] | None,
+        request_id: str | None,
+    ) -> None:
+        self.engine, self.bot, self.provider = engine, bot, provider
+        self.conv, self.turn, self.text = started.conv, started.turn, text
+        self.started = started
+        self._durable: asyncio.Future[None] | None = started.durable  # None once resolved
+        # The store could not make the user's message durable: the turn was rolled back.
+        self.lost = False
+        self.user, self.variables = user, variables
+        # Every token the turn's model calls used so far (the `done` event's usage), and
+        # how many calls answered.
+        self.usage = Usage()
+        self.requests = 0
+        key = self.conv.key
+        self.user.setdefault("id", key.user)
+        self.record = TurnRecord(
+            request_id=request_id or uuid.uuid4().hex[:16],
+            bot=bot.name,
+            bot_version=bot.version,
+            user=key.user,
+            session=key.session,
+            model=bot.model.name,
+        )
+
+    def system_prompt(self) -> str:
+        """The rendered system prompt. Byte-identical on every turn of a conversation whose
+        inputs did not change (so it is read from the prompt cache): `today` changes once a
+        day; only `now` changes every minute (and `validate` warns about it)."""
+        now = dt.datetime.now().astimezone()
+        context: dict[str, Any] = dict(self.bot.variables)
+        if self.variables:
+            context.update(self.variables)
+        context.update(
+            today=now.date().isoformat(),
+            now=now.isoformat(timespec="minutes"),
+            bot={"name": self.bot.name, "description": self.bot.description},
+            user=self.user,
+        )
+        return self.bot.system.render(context)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The turn's events. Nothing is passed on (and nothing more of the turn is written)
+        before the user's message is durable; if it never becomes durable, the only event is
+        a `not_stored` error."""
+        events = self._events()
+        try:
+            try:
+                async for event in events:
+                    await self._stored()
+                    yield event
+            except NotStored:
+                raise
+            except Exception:
+                await self._stored()  # a lost turn explains a store error: report that
+                raise
+        except NotStored:
+            yield Error(
+                "not_stored",
+                "Your message could not be saved, so it was not answered. Send it again.",
+            )
+        finally:
+            await events.aclose()
+
+    async def _stored(self) -> None:
+        """Wait until the user's message is durable; raise NotStored if it never will be. A
+        lost turn must not write anything: its number may already belong to another turn."""
+        if self.lost:
+            raise NotStored
+        if self._durable is None:
+            return
+        try:
+            # Shielded: a client that goes away must not cancel the store's future; closing
+            # the turn (in its own task) waits for it again.
+            await asyncio.shield(self._durable)
+        except Exception:  # noqa: BLE001 - the store logs why; the user hears not_stored
+            self.lost = True
+            raise NotStored from None
+        self._durable = None
+
+    async def _events(self) -> AsyncIterator[Event]:
+        bot, store, conv, turn = self.bot, self.engine.store, self.conv, self.turn
+        record, started = self.record, time.monotonic()
+        deadline = started + bot.retry.timeout_seconds
+        status = "error"
+        finishing: asyncio.Future[None] | None = None
+        try:
+            memory = get_strategy(bot.memory.strategy)
+            if self.started.recent is not None:  # read by start_turn (see Engine.prepare)
+                context = memory.from_recent(conv, bot, self.started.recent)
+            else:
+                context = await memory.context(store, conv, bot, turn, self.text)
+            content = [_text(self.text)]
+            if context.preamble:  # after the stable prefix: it changes with every message
+                content.insert(0, _text(context.preamble))
+            messages = [*context.messages, {"role": "user", "content": content}]
+            request = ModelRequest(
+                model=bot.model.name,
+                max_tokens=bot.model.max_tokens,
+                system=self.system_prompt(),
+                system_extra=context.system_suffix,
+                messages=messages,
+                tools=[tool.to_api() for tool in bot.tools],
+                temperature=bot.model.temperature,
+                cache=bot.model.cache == "auto",
+                cache_ttl=bot.model.cache_ttl,
+            )
+            while True:
+                reply: AssistantMessage | None = None
+                async for item in self.provider.stream(request, deadline=deadline):
+                    if isinstance(item, TextDelta):
+                        if record.ttft_ms is None:
+                            record.ttft_ms = round((time.monotonic() - started) * 1000, 1)
+                        yield item
+                    else:
+                        reply = item
+                assert reply is not None
+                self.usage += reply.usage
+                self.requests += 1
+                calls = [b for b in reply.content if b.get("type") == "tool_use"]
+                if reply.stop_reason != "tool_use" or not calls:
+                    break
+                await self._stored()
+                await store.add_message(conv, turn, "assistant", reply.content, reply.usage)
+                messages.append({"role": "assistant", "content": reply.content})
+                if record.rounds >= bot.limits.max_tool_rounds:
+                    status = "stopped"
+                    yield Error(
+                        "tool_limit",
+                        f"I stopped after {bot.limits.max_tool_rounds} rounds of tool calls "
+                        "without a final answer. Try asking in a simpler way.",
+                    )
+                    return
+                record.rounds += 1
+                results = []
+                for call in calls:
+                    record.tool_calls.append(call["name"])
+                    yield ToolCall(call["id"], call["name"], call.get("input"))
+                outcomes = await asyncio.gather(*(self._run_tool(call) for call in calls))
+                for call, outcome in zip(calls, outcomes, strict=True):
+                    yield ToolResult(call["id"], call["name"], outcome.content, outcome.is_error)
+                    results.append(_tool_result(call["id"], outcome))
+                await store.add_message(conv, turn, "user", results)
+                messages.append({"role": "user", "content": results})
+                request = dataclasses.replace(request, messages=messages)
+            # The final reply is stored together with the turn's status and tokens, durably,
+            # before `done` is sent: a reply the client saw complete is never lost.
+            status = "ok"
+            self._settle(status, started)
+            finishing = asyncio.ensure_future(self._finish(status, reply))
+            await asyncio.shield(finishing)
+            yield Done(self.usage, reply.stop_reason)
+        except ProviderError as exc:
+            record.error_code = exc.code
+            yield Error(exc.code, exc.message)
+        except TimeoutError:
+            record.error_code = "timeout"
+            yield Error(
+                "timeout",
+                f"The reply took longer than {bot.retry.timeout_seconds:g} s and was stopped.",
+            )
+        finally:
+            # Runs on success, failure and client disconnect alike: the turn is closed with
+            # its real status, so an unfinished turn is never sent to the model again.
+            if finishing is None:
+                self._settle(status, started)
+                finishing = asyncio.ensure_future(self._finish(status))
+            await asyncio.shield(finishing)
+
+    def _settle(self, status: str, started: float) -> None:
+        record, usage = self.record, self.usage
+        record.outcome = status if record.error_code is None else "error"
+        record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+        record.cache_read_tokens = usage.cache_read_tokens
+        record.cache_write_tokens = usage.cache_write_tokens
+        record.cache_write_1h_tokens = usage.cache_write_1h_tokens
+        record.latency_ms = round((time.monotonic() - started) * 1000, 1)
+
+    async def _finish(self, status: str, reply: AssistantMessage | None = None) -> None:
+        """Close the turn with `status` (storing `reply` first when given), count its tokens
+        and add them to the usage ledger, in one durable write."""
+        engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
+        user, usage = conv.key.user, self.usage
+        spent = UsageRecord(bot.model.name, usage, self.requests) if self.requests else None
+        try:
+            await self._stored()
+        except NotStored:  # the turn was rolled back: nothing of it may be written
+            self.record.outcome, self.record.error_code = "error", "not_stored"
+            log_turn(self.record)
+            return
+        try:
+            stored = await engine.store.complete_turn(
+                conv,
+                turn,
+                status,  # type: ignore[arg-type]
+                [] if reply is None else [("assistant", reply.content, reply.usage)],
+                engine.limiter.charge(bot, user, usage),
+                spent,
+            )
+        except Exception:
+            if reply is None:
+                raise
+            # The reply could not be stored: close the turn as failed, still count its tokens.
+            self.record.outcome = "error"
+            with contextlib.suppress(Exception):
+                await engine.store.finish_turn(conv, turn, "error")
+            with contextlib.suppress(Exception):
+                await engine.limiter.record(bot, user, usage)
+            log_turn(self.record)
+            raise
+        if stored is not None and stored != status:
+            self.record.outcome = status = stored
+        log_turn(self.record)
+        if status == "ok" and bot.memory.strategy == "summarize":
+            memory = get_strategy(bot.memory.strategy)
+            engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
+
+    async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
+        tool = self.bot.tool(call["name"])
+        if tool is None:
+            return ToolOutcome(f"There is no tool called {call['name']!r}.", is_error=True)
+        return await self.engine.tools.run(tool, call.get("input"), self.bot.secrets)
+
+    async def _summarize(self, instructions: str, messages: list[dict[str, Any]]) -> str:
+        bot = self.bot
+        request = ModelRequest(
+            model=bot.model.name,
+            max_tokens=min(bot.model.max_tokens, 1024),
+            system=instructions,
+            messages=messages,
+        )
+        deadline = time.monotonic() + bot.retry.timeout_seconds
+        reply: AssistantMessage | None = None
+        async for item in self.provider.stream(request, deadline=deadline):
+            if isinstance(item, AssistantMessage):
+                reply = item
+        assert reply is not None
+        return "".join(b.get("text", "") for b in reply.content if b.get("type") == "text")
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": outcome.content,
+    }
+    if outcome.is_error:
+        block["is_error"] = True
+    return block

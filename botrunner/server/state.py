@@ -1,0 +1,25 @@
+"""What every route shares: the server's settings and its `ServerState` (bots, engine, metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from botrunner.botfile.livebot import LiveBots
+from botrunner.engine import Engine
+from botrunner.server.auth import KeyRing
+from botrunner.server.metrics import Metrics
+
+
+@dataclass(slots=True)
+class Settings:
+    keys: KeyRing = field(default_factory=KeyRing)
+    # Request bodies above this are refused with 413 before they are read.
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(slots=True)
+class ServerState:
+    live: LiveBots
+    engine: Engine
+    settings: Settings
+    metrics: Metrics

@@ -1,0 +1,193 @@
+"""`Template`: one Jinja2 text from the bot file, compiled once at load, rendered per message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from botrunner.templating.envrefs import Trusted, rewrite_env
+from botrunner.templating.location import Location
+
+__all__ = ["SYNTAX_MARKS", "Template", "TemplateProblem", "environment"]
+
+# The one environment for prompts and plain http fields. Lenient at render time: a missing
+# `user.name` renders as empty text; undefined *top-level* names are rejected at load instead.
+environment = SandboxedEnvironment(
+    autoescape=False, keep_trailing_newline=True, undefined=jinja2.Undefined
+)
+
+# A text without any of these is plain text: it is never compiled.
+SYNTAX_MARKS = ("{{", "{%", "{#")
+
+
+class TemplateProblem(ValueError):
+    """A template that cannot be compiled. `line` is 1-based and `column` 0-based, both inside
+    the template's own text; `path` locates a text inside a JSON body."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        line: int = 1,
+        column: int | None = None,
+        path: tuple[str | int, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.line = line
+        self.column = column
+        self.path = path
+
+
+def _locate(source: str, name: str, lineno: int) -> tuple[int, int]:
+    """Best column for a variable name: its first use on `lineno` inside a tag."""
+    lines = source.split("\n")
+    pattern = re.compile(r"(?<![\w.'\"])" + re.escape(name) + r"\b")
+    for index in [lineno - 1, *range(len(lines))]:
+        if 0 <= index < len(lines):
+            match = pattern.search(lines[index])
+            if match:
+                return index + 1, match.start()
+    return lineno, 0
+
+
+def _undeclared(ast: nodes.Template, source: str) -> list[tuple[str, int, int]]:
+    # Cheaper than jinja2.meta.find_undeclared_variables (which runs a second code generator):
+    # names read anywhere, minus names the template assigns itself ({% set %}, loops, macros).
+    first: dict[str, int] = {}
+    assigned: set[str] = set()
+    for node in ast.find_all(nodes.Name):
+        if node.ctx == "load":
+            first.setdefault(node.name, node.lineno)
+        else:
+            assigned.add(node.name)
+    found = []
+    for name, lineno in first.items():
+        if name in assigned or name == "__env":
+            continue
+        line, col = _locate(source, name, lineno)
+        found.append((name, line, col))
+    found.sort(key=lambda item: (item[1], item[2]))
+    return found
+
+
+@lru_cache(maxsize=2048)
+def _compile(
+    environment: SandboxedEnvironment, code: str
+) -> tuple[jinja2.Template, nodes.Template]:
+    """Compile once per process: many bots share templates like {{ input.city }}."""
+    ast = environment.parse(code)
+    return environment.from_string(ast), ast  # type: ignore[arg-type]
+
+
+def _syntax_problem(exc: jinja2.TemplateSyntaxError, source: str, code: str) -> TemplateProblem:
+    line = exc.lineno or 1
+    lines = source.split("\n")
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    column = len(text) - len(text.lstrip(" "))
+    # The offending character's column, when the template was compiled as written (a `${NAME}`
+    # rewrite shifts offsets) and the message names the token.
+    offset = _error_offset(exc, code, line) if code == source else None
+    if offset is not None:
+        line = source.count("\n", 0, offset) + 1
+        column = offset - (source.rfind("\n", 0, offset) + 1)
+    return TemplateProblem(
+        f"template syntax error: {exc.message}",
+        "Values are written {{ name }} and logic {% if ... %}...{% endif %}; check the braces "
+        "and the tags on this line.",
+        line,
+        column,
+    )
+
+
+# Jinja names the token it stopped at in its messages: "unexpected '}'", "got 'x'",
+# "unknown tag 'endfo'"; the lexer gives an offset: "unexpected char '!' at 12".
+_AT_OFFSET = re.compile(r"unexpected char .* at (\d+)$")
+_NAMED = re.compile(r"(?:unexpected|got|unknown tag) '([^']+)'")
+_DESCRIBED = {"end of print statement": "}}", "end of statement block": "%}"}
+
+
+def _error_offset(exc: jinja2.TemplateSyntaxError, code: str, line: int) -> int | None:
+    message = exc.message or ""
+    at = _AT_OFFSET.search(message)
+    if at:
+        return min(int(at.group(1)), len(code))
+    if message.startswith("unexpected end of template,"):  # inside an unfinished tag
+        return len(code.rstrip())
+    named = _NAMED.search(message)
+    if not named:
+        return None
+    wanted = _DESCRIBED.get(named.group(1), named.group(1))
+    position = 0
+    try:
+        for lineno, kind, value in environment.lexer.tokeniter(code, None):
+            found = code.find(value, position)
+            if found < 0:
+                return None
+            position = found + len(value)
+            if lineno == line and kind != "data" and value == wanted:
+                return found
+    except jinja2.TemplateSyntaxError:  # the lexer itself stopped at the token
+        found = code.find(wanted, position)
+        return found if found >= 0 else None
+    return None
+
+
+class Template:
+    """One text from the bot file, compiled once. `render` is on the per-message hot path."""
+
+    __slots__ = ("source", "location", "_compiled", "_env", "_undeclared")
+
+    def __init__(
+        self,
+        source: str,
+        location: Location | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        _environment: SandboxedEnvironment = environment,
+    ) -> None:
+        self.source = source
+        self.location = location
+        code = source
+        self._env: list[Trusted] | None = None
+        if env is not None and "${" in source:
+            code, self._env = rewrite_env(source, env)
+            if not self._env:
+                self._env = None
+        self._compiled: jinja2.Template | None = None
+        self._undeclared: list[tuple[str, int, int]] = []
+        if any(mark in code for mark in SYNTAX_MARKS):
+            try:
+                self._compiled, ast = _compile(_environment, code)
+            except jinja2.TemplateSyntaxError as exc:
+                raise _syntax_problem(exc, source, code) from None
+            self._undeclared = _undeclared(ast, source)
+            if "__env" in source:
+                raise TemplateProblem(
+                    'names starting with "__" are reserved', "Rename the variable.", 1, None
+                )
+
+    @property
+    def is_static(self) -> bool:
+        return self._compiled is None
+
+    def undeclared(self) -> list[tuple[str, int, int]]:
+        """Top-level names the template reads: (name, line 1-based, column 0-based)."""
+        return list(self._undeclared)
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        if self._compiled is None:
+            return self.source
+        if self._env is not None:
+            context = {**context, "__env": self._env}
+        return self._compiled.render(context)
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
