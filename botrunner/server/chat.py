@@ -86,8 +86,10 @@ async def begin(
     message: str,
     user: dict[str, Any] | None,
     api: str,
+    history: list[dict[str, Any]] | None = None,
 ) -> tuple[PreparedTurn, TurnTimer]:
-    """Check and acknowledge one message; raise ApiError before anything streams."""
+    """Check and acknowledge one message; raise ApiError before anything streams.
+    `history`: a conversation the client keeps (see `Engine.prepare`)."""
     st = state(request)
     attrs = dict(user or {})
     named = attrs.pop("id", None)
@@ -96,7 +98,7 @@ async def begin(
         attrs["id"] = str(named)  # a trusted backend's end user, as the backend names them
     try:
         prepared = await st.engine.prepare(
-            bot, key, message, user=attrs, request_id=request.state.request_id
+            bot, key, message, user=attrs, request_id=request.state.request_id, history=history
         )
     except ENGINE_ERRORS as exc:
         error = from_engine(exc)
