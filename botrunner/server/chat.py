@@ -2,6 +2,7 @@
 
     POST   /bots/{name}/chat/{session_id}   {"message": "...", "user": {...}}  -> NDJSON or SSE
     GET    /bots/{name}/chat/{session_id}   -> {"bot", "session", "user", "messages": [...]}
+                                            (?full=true: the full record; see history.py)
     DELETE /bots/{name}/chat/{session_id}   -> {"deleted": true|false}
     GET    /bots                            -> {"bots": [...]} (what the chat page shows)
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from botrunner.bot import Bot
 from botrunner.providers.base import ProviderError
+from botrunner.server import history
 from botrunner.server.auth import resolve_user
 from botrunner.server.errors import ENGINE_ERRORS, ApiError, from_engine
 from botrunner.server.metrics import refused
@@ -114,25 +116,26 @@ async def _post(request: Request, name: str | None, session_id: str, body: ChatI
     return TurnStream(encoded(observed(prepared, timer), sse), media_type=SSE if sse else NDJSON)
 
 
-async def _history(request: Request, name: str | None, session_id: str, user: str | None):
+async def _history(
+    request: Request, name: str | None, session_id: str, user: str | None, full: bool
+):
     bot = find_bot(request, name)
     key = conversation_key(request, bot, session_id, user)
+    principal = getattr(request.state, "principal", None)
+    if full and (principal is None or not principal.trusted):
+        raise ApiError(
+            403,
+            "full_record_not_allowed",
+            "Only a trusted API key may read the full record (?full=true): give the key "
+            '"trusted": true in the keys file, or name its principal in '
+            "BOTRUNNER_TRUSTED_PRINCIPALS.",
+        )
     messages = await state(request).engine.store.history(key)
     return {
         "bot": bot.name,
         "session": session_id,
         "user": key.user,
-        "messages": [
-            {
-                "turn": m.turn,
-                "role": m.role,
-                "status": m.status,
-                "created": m.created,
-                "text": "".join(b.get("text", "") for b in m.content if b.get("type") == "text"),
-                "content": m.content,
-            }
-            for m in messages
-        ],
+        "messages": history.full_record(messages) if full else history.for_end_user(messages),
     }
 
 
@@ -143,6 +146,9 @@ async def _delete(request: Request, name: str | None, session_id: str, user: str
 
 
 _USER_QUERY = Query(None, description="The end user (no auth, or a trusted key only).")
+_FULL_QUERY = Query(
+    False, description="The full record, tool results included (a trusted key only)."
+)
 
 
 @router.post("/bots/{name}/chat/{session_id}")
@@ -156,13 +162,21 @@ async def post_chat_short(request: Request, session_id: str, body: ChatIn):
 
 
 @router.get("/bots/{name}/chat/{session_id}")
-async def get_chat(request: Request, name: str, session_id: str, user: str | None = _USER_QUERY):
-    return await _history(request, name, session_id, user)
+async def get_chat(
+    request: Request,
+    name: str,
+    session_id: str,
+    user: str | None = _USER_QUERY,
+    full: bool = _FULL_QUERY,
+):
+    return await _history(request, name, session_id, user, full)
 
 
 @router.get("/chat/{session_id}")
-async def get_chat_short(request: Request, session_id: str, user: str | None = _USER_QUERY):
-    return await _history(request, None, session_id, user)
+async def get_chat_short(
+    request: Request, session_id: str, user: str | None = _USER_QUERY, full: bool = _FULL_QUERY
+):
+    return await _history(request, None, session_id, user, full)
 
 
 @router.delete("/bots/{name}/chat/{session_id}")
