@@ -200,8 +200,8 @@ class PreparedTurn:
             await asyncio.shield(finishing)
             yield Done(usage, reply.stop_reason)
         except ProviderError as exc:
-            record.error_code = exc.code
-            yield Error(exc.code, exc.message)
+            record.error_code, record.error_detail = exc.code, exc.detail or None
+            yield Error(exc.code, exc.message, exc.detail)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(

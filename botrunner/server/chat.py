@@ -113,7 +113,8 @@ async def _post(request: Request, name: str | None, session_id: str, body: ChatI
     bot = find_bot(request, name)
     prepared, timer = await begin(request, bot, session_id, body.message, body.user, "native")
     sse = wants_sse(request.headers.get("accept"))
-    return TurnStream(encoded(observed(prepared, timer), sse), media_type=SSE if sse else NDJSON)
+    chunks = encoded(observed(prepared, timer), sse, request.state.request_id)
+    return TurnStream(chunks, media_type=SSE if sse else NDJSON)
 
 
 async def _history(

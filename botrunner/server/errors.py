@@ -1,8 +1,11 @@
 """Errors known before a reply starts streaming, as plain HTTP errors with a JSON body.
 
-Every error body has the same shape, `{"error": {"code": ..., "message": ..., "type": ...}}`:
-`code` is stable and machine-readable, `message` is safe to show to an end user, and `type`
-is there so OpenAI clients (which read `error.message` and `error.type`) understand it too.
+Every error body has the same shape,
+`{"error": {"code": ..., "message": ..., "type": ..., "request_id": ...}}`: `code` is stable and
+machine-readable, `message` is safe to show to an end user, `type` is there so OpenAI clients
+(which read `error.message` and `error.type`) understand it too, and `request_id` (also the
+`X-Request-Id` header) finds the request in the server's log, where any detail the end user is
+not shown (what the model API said) is kept.
 """
 
 from __future__ import annotations
@@ -48,21 +51,25 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "type": _TYPES.get(status, "api_error"),
-            **extra,
-        }
-    }
+def error_body(
+    status: int, code: str, message: str, request_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    error = {"code": code, "message": message, "type": _TYPES.get(status, "api_error"), **extra}
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    body = error_body(status, code, message, **extra)
+    request_id = getattr(request.state, "request_id", None)
+    body = error_body(status, code, message, request_id, **extra)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -88,18 +95,18 @@ ENGINE_ERRORS = (InputError, RateLimited, ProviderError)
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         detail = first.get("msg", "invalid request")
         message = f"{where}: {detail}" if where else detail
-        return error_response(422, "invalid_request", f"Invalid request body: {message}")
+        return error_response(request, 422, "invalid_request", f"Invalid request body: {message}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+        return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)

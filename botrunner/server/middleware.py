@@ -58,7 +58,7 @@ class Gate:
             await send(message)
 
         async def reply(status: int, code: str, text: str, extra: dict[str, str]) -> None:
-            body = json.dumps(error_body(status, code, text)).encode()
+            body = json.dumps(error_body(status, code, text, request_id)).encode()
             hdrs = [(b"content-type", b"application/json"), *_encode(extra)]
             await send_with_id({"type": "http.response.start", "status": status, "headers": hdrs})
             await send_with_id({"type": "http.response.body", "body": body})

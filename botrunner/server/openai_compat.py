@@ -37,7 +37,15 @@ from botrunner.server.streaming import SSE, TurnStream, observed
 
 router = APIRouter(prefix="/v1")
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
-_STATUS = {"timeout": 504, "rate_limited": 503, "overloaded": 503, "tool_limit": 502}
+_STATUS = {
+    "timeout": 504,
+    "rate_limited": 503,
+    "overloaded": 503,
+    "tool_limit": 502,
+    # The conversation the client sent (or the stored one) no longer fits the model.
+    "prompt_too_long": 400,
+    "request_too_large": 413,
+}
 # The bot's own system prompt and tools apply; a client's are not part of the conversation.
 _IGNORED_ROLES = frozenset({"system", "developer", "tool", "function"})
 
@@ -138,13 +146,16 @@ async def completions(request: Request, body: CompletionIn):
         "created": int(time.time()),
         "model": bot.name,
     }
+    rid = request.state.request_id
     if body.stream:
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return TurnStream(_chunks(events, meta, usage), media_type=SSE)
-    return await _complete(events, meta)
+        return TurnStream(_chunks(events, meta, usage, rid), media_type=SSE)
+    return await _complete(events, meta, rid)
 
 
-async def _complete(events: AsyncGenerator[Event, None], meta: dict[str, Any]) -> JSONResponse:
+async def _complete(
+    events: AsyncGenerator[Event, None], meta: dict[str, Any], request_id: str
+) -> JSONResponse:
     text: list[str] = []
     try:
         async for event in events:
@@ -152,7 +163,8 @@ async def _complete(events: AsyncGenerator[Event, None], meta: dict[str, Any]) -
                 text.append(event.text)
             elif isinstance(event, Error):
                 status = _STATUS.get(event.code, 502)
-                return JSONResponse(error_body(status, event.code, event.message), status)
+                body = error_body(status, event.code, event.message, request_id)
+                return JSONResponse(body, status)
             elif isinstance(event, Done):
                 choice = {
                     "index": 0,
@@ -169,7 +181,7 @@ async def _complete(events: AsyncGenerator[Event, None], meta: dict[str, Any]) -
 
 
 async def _chunks(
-    events: AsyncGenerator[Event, None], meta: dict[str, Any], include_usage: bool
+    events: AsyncGenerator[Event, None], meta: dict[str, Any], include_usage: bool, request_id: str
 ) -> AsyncGenerator[bytes, None]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -182,7 +194,7 @@ async def _chunks(
                 yield chunk({"content": event.text})
             elif isinstance(event, Error):
                 status = _STATUS.get(event.code, 502)
-                yield _sse(error_body(status, event.code, event.message))
+                yield _sse(error_body(status, event.code, event.message, request_id))
                 return
             elif isinstance(event, Done):
                 yield chunk({}, _FINISH.get(event.stop_reason, "stop"))
