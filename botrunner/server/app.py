@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -44,8 +44,12 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        return JSONResponse(readiness(live), status_code=200 if live.bots else 503)
+    async def readyz(request: Request) -> JSONResponse:
+        # Probes need no key. Paths and reload errors are for the operator: with keys
+        # configured, only a caller with a valid key sees them.
+        full = not settings.keys or getattr(request.state, "principal", None) is not None
+        body = readiness(live) if full else brief_readiness(live)
+        return JSONResponse(body, status_code=200 if live.bots else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -59,6 +63,14 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
+
+
+def brief_readiness(live: LiveBots) -> dict[str, Any]:
+    """What anyone may know: whether the server is ready, and which bots it serves."""
+    return {
+        "status": "ready" if live.bots else "no bots loaded",
+        "bots": [{"name": name} for name in sorted(live.bots)],
+    }
 
 
 def readiness(live: LiveBots) -> dict[str, Any]:

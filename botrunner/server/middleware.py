@@ -69,10 +69,12 @@ class Gate:
             return
 
         path = scope["path"]
-        if self.keys and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
+        if self.keys:
             key = bearer_key(headers.get("authorization"))
             principal = self.keys.authenticate(key) if key else None
-            if principal is None:
+            if principal is not None:  # on an open path too: /readyz shows it more
+                state["principal"] = principal
+            elif path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
                 text = (
                     "Missing API key: send `Authorization: Bearer <key>`."
                     if key is None
@@ -80,7 +82,6 @@ class Gate:
                 )
                 await reply(401, "unauthorized", text, {"www-authenticate": "Bearer"})
                 return
-            state["principal"] = principal
 
         received = 0
         responded = False
