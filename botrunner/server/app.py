@@ -10,13 +10,14 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from botrunner.botfile.livebot import LiveBots
 from botrunner.botfile.problems import format_text
 from botrunner.engine import Engine
 from botrunner.server import chat, errors, openai_compat
+from botrunner.server.jsonbody import JSONBody
 from botrunner.server.metrics import Metrics
 from botrunner.server.middleware import Gate
 from botrunner.server.state import ServerState, Settings
@@ -31,6 +32,7 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
         summary="A YAML bot over HTTP: streamed chat, stored sessions, OpenAI-compatible API.",
         docs_url="/docs",
         redoc_url=None,
+        default_response_class=JSONBody,
     )
     state = ServerState(live, engine, settings, Metrics())
     app.state.botrunner = state
@@ -44,12 +46,12 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz(request: Request) -> JSONBody:
         # Probes need no key. Paths and reload errors are for the operator: with keys
         # configured, only a caller with a valid key sees them.
         full = not settings.keys or getattr(request.state, "principal", None) is not None
         body = readiness(live) if full else brief_readiness(live)
-        return JSONResponse(body, status_code=200 if live.bots else 503)
+        return JSONBody(body, status_code=200 if live.bots else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -15,12 +15,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from botrunner.engine.engine import InputError
 from botrunner.engine.limits import RateLimited
 from botrunner.providers.base import ProviderError
+from botrunner.server.jsonbody import JSONBody
 
 _TYPES = {
     400: "invalid_request_error",
@@ -67,10 +67,10 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
     **extra: Any,
-) -> JSONResponse:
+) -> JSONBody:
     request_id = getattr(request.state, "request_id", None)
     body = error_body(status, code, message, request_id, **extra)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONBody(body, status_code=status, headers=headers)
 
 
 def from_engine(exc: Exception) -> ApiError:
@@ -95,11 +95,11 @@ ENGINE_ERRORS = (InputError, RateLimited, ProviderError)
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONBody:
         return error_response(request, exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONBody:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         detail = first.get("msg", "invalid request")
@@ -107,6 +107,6 @@ def install(app: FastAPI) -> None:
         return error_response(request, 422, "invalid_request", f"Invalid request body: {message}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONBody:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)

@@ -6,7 +6,6 @@ Pure ASGI (no BaseHTTPMiddleware) so streamed responses pass through untouched.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import uuid
 from typing import Any
@@ -15,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from botrunner.server.auth import KeyRing, bearer_key
 from botrunner.server.errors import error_body
+from botrunner.server.jsonbody import dumps
 
 REQUEST_ID = "x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -58,7 +58,7 @@ class Gate:
             await send(message)
 
         async def reply(status: int, code: str, text: str, extra: dict[str, str]) -> None:
-            body = json.dumps(error_body(status, code, text, request_id)).encode()
+            body = dumps(error_body(status, code, text, request_id)).encode()
             hdrs = [(b"content-type", b"application/json"), *_encode(extra)]
             await send_with_id({"type": "http.response.start", "status": status, "headers": hdrs})
             await send_with_id({"type": "http.response.body", "body": body})

@@ -20,19 +20,18 @@ message must be a user message (text, or text parts). Two ways to keep the conve
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from botrunner.events import Done, Error, Event, TextDelta
 from botrunner.server import chat
 from botrunner.server.errors import ApiError, error_body
+from botrunner.server.jsonbody import JSONBody, dumps
 from botrunner.server.streaming import SSE, TurnStream, observed
 
 router = APIRouter(prefix="/v1")
@@ -155,7 +154,7 @@ async def completions(request: Request, body: CompletionIn):
 
 async def _complete(
     events: AsyncGenerator[Event, None], meta: dict[str, Any], request_id: str
-) -> JSONResponse:
+) -> JSONBody:
     text: list[str] = []
     try:
         async for event in events:
@@ -164,7 +163,7 @@ async def _complete(
             elif isinstance(event, Error):
                 status = _STATUS.get(event.code, 502)
                 body = error_body(status, event.code, event.message, request_id)
-                return JSONResponse(body, status)
+                return JSONBody(body, status)
             elif isinstance(event, Done):
                 choice = {
                     "index": 0,
@@ -174,7 +173,7 @@ async def _complete(
                 }
                 body = {**meta, "object": "chat.completion", "choices": [choice]}
                 body["usage"] = _usage(event)
-                return JSONResponse(body)
+                return JSONBody(body)
     finally:
         await events.aclose()
     raise ApiError(502, "upstream", "The reply ended without a result.")
@@ -222,4 +221,4 @@ def _usage(done: Done) -> dict[str, int]:
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + dumps(data).encode() + b"\n\n"

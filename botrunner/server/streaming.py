@@ -15,7 +15,6 @@ Tool results are reported without their content (it is for the model, not the en
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -24,11 +23,11 @@ from starlette.types import Receive, Scope, Send
 
 from botrunner.engine.turn import PreparedTurn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
+from botrunner.server.jsonbody import dumps
 from botrunner.server.metrics import TurnTimer
 
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def event_dict(event: Event, request_id: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -56,13 +55,13 @@ def event_dict(event: Event, request_id: str | None = None) -> tuple[str, dict[s
 
 def encode_ndjson(event: Event, request_id: str | None = None) -> bytes:
     if type(event) is TextDelta:  # the common case, without the intermediate dict
-        return ('{"delta":' + _dumps(event.text) + "}\n").encode()
-    return (_dumps(event_dict(event, request_id)[1]) + "\n").encode()
+        return ('{"delta":' + dumps(event.text) + "}\n").encode()
+    return (dumps(event_dict(event, request_id)[1]) + "\n").encode()
 
 
 def encode_sse(event: Event, request_id: str | None = None) -> bytes:
     kind, body = event_dict(event, request_id)
-    return f"event: {kind}\ndata: {_dumps(body)}\n\n".encode()
+    return f"event: {kind}\ndata: {dumps(body)}\n\n".encode()
 
 
 def wants_sse(accept: str | None) -> bool:
