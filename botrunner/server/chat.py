@@ -15,12 +15,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from botrunner.bot import Bot
 from botrunner.providers.base import ProviderError
 from botrunner.server import history
 from botrunner.server.auth import resolve_user
+from botrunner.server.bodies import CheckedBody
 from botrunner.server.errors import ENGINE_ERRORS, ApiError, from_engine
 from botrunner.server.metrics import refused
 from botrunner.server.streaming import NDJSON, SSE, TurnStream, encoded, observed, wants_sse
@@ -35,7 +36,7 @@ _SESSION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 router = APIRouter()
 
 
-class ChatIn(BaseModel):
+class ChatIn(CheckedBody):
     model_config = ConfigDict(extra="ignore")
     message: str
     # Attributes for the system template (`{{ user.name }}`); `id` names the end user (see auth).

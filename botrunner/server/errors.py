@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from botrunner.engine.engine import InputError
 from botrunner.engine.limits import RateLimited
 from botrunner.providers.base import ProviderError
+from botrunner.server.bodies import INVALID_TEXT
 from botrunner.server.jsonbody import JSONBody
 
 _TYPES = {
@@ -101,6 +102,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONBody:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == INVALID_TEXT:
+            return error_response(request, 400, INVALID_TEXT, first["msg"])
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         detail = first.get("msg", "invalid request")
         message = f"{where}: {detail}" if where else detail

@@ -26,10 +26,11 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from botrunner.events import Done, Error, Event, TextDelta
 from botrunner.server import chat
+from botrunner.server.bodies import CheckedBody
 from botrunner.server.errors import ApiError, error_body
 from botrunner.server.jsonbody import JSONBody, dumps
 from botrunner.server.streaming import SSE, TurnStream, observed
@@ -49,7 +50,7 @@ _STATUS = {
 _IGNORED_ROLES = frozenset({"system", "developer", "tool", "function"})
 
 
-class CompletionIn(BaseModel):
+class CompletionIn(CheckedBody):
     model_config = ConfigDict(extra="ignore")
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
