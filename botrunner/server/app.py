@@ -37,7 +37,12 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
     state = ServerState(live, engine, settings, Metrics())
     app.state.botrunner = state
     errors.install(app)
-    app.add_middleware(Gate, keys=settings.keys, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        Gate,
+        keys=settings.keys,
+        max_body_bytes=settings.max_body_bytes,
+        head_limits=settings.head_limits,
+    )
     app.include_router(chat.router)
     app.include_router(openai_compat.router)
 

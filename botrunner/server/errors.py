@@ -32,6 +32,7 @@ _TYPES = {
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     502: "api_error",
     503: "api_error",
 }
