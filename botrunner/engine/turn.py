@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 
 from botrunner.bot import Bot
 from botrunner.engine.limits import Limiter
+from botrunner.engine.prompt import render_system
 from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
@@ -82,20 +82,7 @@ class PreparedTurn:
         )
 
     def system_prompt(self) -> str:
-        """The rendered system prompt. Byte-identical on every turn of a conversation whose
-        inputs did not change (so it is read from the prompt cache): `today` changes once a
-        day; only `now` changes every minute (and `validate` warns about it)."""
-        now = dt.datetime.now().astimezone()
-        context: dict[str, Any] = dict(self.bot.variables)
-        if self.variables:
-            context.update(self.variables)
-        context.update(
-            today=now.date().isoformat(),
-            now=now.isoformat(timespec="minutes"),
-            bot={"name": self.bot.name, "description": self.bot.description},
-            user=self.user,
-        )
-        return self.bot.system.render(context)
+        return render_system(self.bot, self.variables, self.user)
 
     async def events(self) -> AsyncIterator[Event]:
         """The turn's events. Nothing is passed on (and nothing more of the turn is written)
@@ -231,10 +218,7 @@ class PreparedTurn:
     def _settle(self, status: str, started: float) -> None:
         record, usage = self.record, self.usage
         record.outcome = status if record.error_code is None else "error"
-        record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
-        record.cache_read_tokens = usage.cache_read_tokens
-        record.cache_write_tokens = usage.cache_write_tokens
-        record.cache_write_1h_tokens = usage.cache_write_1h_tokens
+        record.count(usage)
         record.latency_ms = round((time.monotonic() - started) * 1000, 1)
 
     async def _finish(self, status: str, reply: AssistantMessage | None = None) -> None:

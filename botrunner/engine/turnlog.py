@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from botrunner.events import Usage
+
 logger = logging.getLogger("botrunner.engine.turn")
 
 
@@ -39,6 +41,13 @@ class TurnRecord:
     error_code: str | None = None
     # What the model API said when it refused (secrets redacted); never sent to an end user.
     error_detail: str | None = None
+
+    def count(self, usage: Usage) -> None:
+        """Record a turn's tokens."""
+        self.input_tokens, self.output_tokens = usage.input_tokens, usage.output_tokens
+        self.cache_read_tokens = usage.cache_read_tokens
+        self.cache_write_tokens = usage.cache_write_tokens
+        self.cache_write_1h_tokens = usage.cache_write_1h_tokens
 
 
 def log_turn(record: TurnRecord) -> None:
