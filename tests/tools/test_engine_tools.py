@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -412,6 +413,67 @@ async def test_an_echoed_secret_is_redacted_everywhere(h, tool_server):
     stored = json.dumps([m.content for m in await h.history(bot)])
     assert SECRET not in stored
     assert "[redacted]" in stored
+
+
+# A key with the characters that change on the way out and back (issue 9, item 2).
+ODD_SECRET = "qs+canary/Zm9vYmFy=="
+BASIC = "YWxpY2U6czNjcmV0LXBhc3N3b3Jk"  # base64 of "alice:s3cret-password"
+
+
+def _every_form_reply(seen):
+    """A tool server that echoes what it got in every way real servers do: the URL as sent
+    (percent-encoded), JSON with escaped slashes, and a decoded Basic credential."""
+    import base64
+    from urllib.parse import unquote
+
+    query = seen.target.split("?", 1)[1]
+    decoded = unquote(query)
+    basic = seen.headers.get("authorization", "").removeprefix("Basic ")
+    body = (
+        "{"
+        + f'"url": "{seen.target}", '
+        + f'"escaped": {json.dumps(decoded).replace("/", chr(92) + "/")}, '
+        + f'"lower": "{re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), query)}", '
+        + f'"user": {json.dumps(base64.b64decode(basic).decode())}, '
+        + f'"password": "{base64.b64decode(basic).decode().split(":")[1]}"'
+        + "}"
+    )
+    return 200, {"content-type": "application/json"}, body.encode()
+
+
+async def test_a_secret_is_redacted_in_every_form_it_comes_back_in(h, tool_server):
+    tool_server.routes = {"/echo-all": _every_form_reply}
+    tools = tool_yaml(
+        tool_server.url + "/echo-all",
+        name="probe",
+        http_extra=(
+            '    params: {key: "${TOOL_KEY}"}\n'
+            '    headers: {Authorization: "Basic ${BASIC_CREDS}"}\n'
+        ),
+    )
+    bot = h.bot(tools, env={"TOOL_KEY": ODD_SECRET, "BASIC_CREDS": BASIC})
+    h.fake.enqueue(tool_use([("probe", {}, "toolu_p")]), text("Done."))
+
+    events = await h.turn(bot, "Probe it.")
+
+    echoed = tool_server.seen[0].target
+    assert "qs%2Bcanary%2FZm9vYmFy%3D%3D" in echoed  # the server really got it encoded
+    leaks = [
+        ODD_SECRET,
+        "qs%2Bcanary%2FZm9vYmFy%3D%3D",
+        "qs%2bcanary%2fZm9vYmFy%3d%3d",  # lower-case hex
+        "qs+canary\\/Zm9vYmFy==",
+        BASIC,
+        "alice:s3cret-password",
+        "s3cret-password",
+    ]
+    stored = json.dumps([m.content for m in await h.history(bot)])
+    for leak in leaks:
+        for request in h.fake.requests:
+            assert leak.encode() not in request.raw_body, leak
+        assert leak not in repr(events), leak
+        assert leak not in stored, leak
+    assert results(events)[0].content.count("[redacted]") >= 4
 
 
 # --------------------------------------------------------------------------------------------
