@@ -21,6 +21,7 @@ import jsonschema
 
 from botrunner.bot import Tool
 from botrunner.templating import RenderedRequest, render_request
+from botrunner.templating.httprequest import PathValueRefused
 from botrunner.tools.secrets import REDACTED, redact, secret_forms
 
 MAX_REDIRECTS = 5
@@ -105,7 +106,7 @@ class ToolRunner:
         try:
             rendered = render_request(tool.http, call_input)
             request = self._build(tool, rendered)
-        except _Refused as exc:
+        except (_Refused, PathValueRefused) as exc:
             return ToolOutcome(
                 f"Invalid input for tool {tool.name}: {exc}. Fix the input and call it again.",
                 is_error=True,

@@ -370,14 +370,10 @@ async def test_model_input_is_encoded_and_cannot_move_the_call(h, tool_server):
         text("Done."),
     )
     events = await h.turn(bot, "Go.")
-    assert sorted(tool_server.paths()) == [
-        "/weather/..%2Fadmin?q=..%2Fadmin",
-        "/weather/http%3A%2F%2Fevil.example.com%2F%3Fa%3D1%26b%3D2"
-        "?q=http%3A%2F%2Fevil.example.com%2F%3Fa%3D1%26b%3D2",
-    ]
-    assert {s.headers["host"] for s in tool_server.seen} == {f"127.0.0.1:{tool_server.port}"}
-    [_, _, dots] = results(events)
-    assert dots.is_error and "cannot be a whole path segment" in dots.content
+    # None of them could stay in its path segment: nothing was sent, and the model was told.
+    assert tool_server.seen == []
+    assert all(r.is_error and "cannot fill a path segment" in r.content for r in results(events))
+    assert isinstance(events[-1], Done)
 
 
 # --------------------------------------------------------------------------------------------
