@@ -141,11 +141,12 @@ def new(name: str, kind: str, directory: Path) -> int:
 
 @cli.command()
 @click.option("--markdown", is_flag=True, hidden=True, help="Print the Markdown reference.")
-def schema(markdown: bool) -> int:
+@click.option("--tests", is_flag=True, help="The schema of test files (*.tests.yaml) instead.")
+def schema(markdown: bool, tests: bool) -> int:
     """Print the bot file JSON Schema (for editors and other tools)."""
     from botrunner.commands import schema as command
 
-    return command.run(markdown=markdown)
+    return command.run(markdown=markdown, tests=tests)
 
 
 @cli.command()

@@ -33,14 +33,7 @@ def check_turn(number: int, turn: Turn, outcome: TurnOutcome) -> list[Failure]:
     def fail(assertion: str, message: str, expected: Any = None, got: Any = None) -> None:
         failures.append(Failure(assertion, message, number, turn.user, expected, got))
 
-    for call in outcome.calls:
-        if not call.canned:
-            fail(
-                "tools",
-                f"the model called {call.tool}, which has no canned response in this test "
-                f"(add it under tools: {call.tool}: ...)",
-                got=_call_text(call),
-            )
+    failures += uncanned(number, turn, outcome)
     error = outcome.error
     if expect.error is not None:
         if error is None:
@@ -89,6 +82,23 @@ def check_turn(number: int, turn: Turn, outcome: TurnOutcome) -> list[Failure]:
     return failures
 
 
+def uncanned(number: int, turn: Turn, outcome: TurnOutcome) -> list[Failure]:
+    """A tool called without a canned response: the test must say so (its call failed, and
+    a replay goes stale on the changed tool result)."""
+    return [
+        Failure(
+            "tools",
+            f"the model called {call.tool}, which has no canned response in this test "
+            f"(add one under tools: {call.tool}:)",
+            number,
+            turn.user,
+            got=_call_text(call),
+        )
+        for call in outcome.calls
+        if not call.canned
+    ]
+
+
 def check_calls(expected: tuple[ExpectedCall, ...], calls: list[CapturedCall]) -> list[Failure]:
     """Each expected call must match a later call than the one before it; other calls may come
     in between. A name that is called but never matches is reported with its first call."""
@@ -104,7 +114,7 @@ def check_calls(expected: tuple[ExpectedCall, ...], calls: list[CapturedCall]) -
             message = f"no call of {want.name}" + (" after the calls before it" if position else "")
             return [Failure("tool_calls", message, expected=wanted, got=_calls_text(calls))]
         what, expected_part, got_part = _mismatch(want, candidates[0][1]) or ("", None, None)
-        return [Failure("tool_calls", f"{want.name}: {what}", expected_part, got_part)]
+        return [Failure("tool_calls", f"{want.name}: {what}", expected=expected_part, got=got_part)]
     return []
 
 
@@ -135,11 +145,11 @@ def _request_mismatch(want: ExpectedRequest, sent: SentRequest) -> tuple[str, An
         for name, value in want.headers.items():
             have = sent.headers.get(name.lower())
             if have is None:
-                return f'the request has no "{name}" header', name, sorted(sent.headers)
+                return f'the request has no "{name}" header', name, ", ".join(sorted(sent.headers))
             if value is not None and have != value:
                 return f'the "{name}" header differs', value, have
     if want.has_body:
-        text = sent.body.decode("utf-8", "replace")
+        text = sent.body.decode("utf-8", "replace") or "(no body)"
         if isinstance(want.body, dict | list):
             try:
                 body = json.loads(text)

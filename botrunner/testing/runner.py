@@ -22,9 +22,9 @@ from botrunner.engine import Engine
 from botrunner.events import Done, Error, TextDelta
 from botrunner.providers import get_provider, new_provider
 from botrunner.providers.base import Provider
-from botrunner.providers.replay import ReplayProvider
+from botrunner.providers.replay import RERECORD, ReplayProvider
 from botrunner.store import ConversationKey, SQLiteStore
-from botrunner.testing.assertions import TurnOutcome, check_turn
+from botrunner.testing.assertions import TurnOutcome, check_turn, uncanned
 from botrunner.testing.judge import judge
 from botrunner.testing.results import Failure, Judgement, TestResult
 from botrunner.testing.testfile import BotTest, TestFile
@@ -93,9 +93,11 @@ async def run_test(item: Planned, mode: Mode) -> TestResult:
         if provider.stale is not None:
             result.status = "stale"
             stale = provider.stale
-            turn = conversation.stale_turn
+            turn, reason = conversation.stale_turn, stale.reason
             said = test.turns[turn - 1].user if turn else None
-            result.failures.append(Failure("stale", stale.reason, turn, said, detail=stale.diff))
+            if conversation.judging:
+                reason = f"the judge's grading request differs from the recording; {RERECORD}"
+            result.failures.append(Failure("stale", reason, turn, said, detail=stale.diff))
     if result.status == "passed" and result.failures:
         result.status = "failed"
     result.seconds = time.monotonic() - started
@@ -113,6 +115,7 @@ class _Conversation:
         user = str(self.test.user.get("id", DEFAULT_USER))
         self.key = ConversationKey(self.bot.name, user, "test")
         self.stale_turn: int | None = None
+        self.judging = False  # the request in flight is the judge's
         self.history: list[tuple[str, str]] = []
 
     def stale(self) -> bool:
@@ -123,6 +126,7 @@ class _Conversation:
             self.stale_turn = number
             outcome = await self.turn(turn.user)
             if self.stale():
+                result.failures += uncanned(number, turn, outcome)
                 return
             result.failures += check_turn(number, turn, outcome)
             if outcome.error is None:
@@ -130,9 +134,11 @@ class _Conversation:
             rubric = turn.expect.judge
             if rubric is None or outcome.error is not None:
                 continue
+            self.judging = True
             verdict = await judge(self.provider, self.bot, self.history, rubric)
             if self.stale():
                 return
+            self.judging = False
             result.judgements.append(Judgement(number, rubric, verdict.passed, verdict.reason))
             if not verdict.passed:
                 result.failures.append(
