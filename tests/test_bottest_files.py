@@ -5,6 +5,7 @@ them too, and `serve` never mistakes them for bots."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import jsonschema
@@ -180,3 +181,16 @@ def test_botrunner_schema_tests_prints_the_test_file_schema():
     out = io.StringIO()
     assert schema_command.run(tests=True, out=out) == 0
     assert out.getvalue() == (ROOT / "schemas" / "tests.schema.json").read_text(encoding="utf-8")
+
+
+def test_expect_error_names_every_code_a_turn_can_end_with():
+    """`expect.error` lists the codes of the engine and the providers: a new one added there
+    must be testable (and a typo in a test file gets "did you mean")."""
+    enum = SCHEMA["properties"]["tests"]["items"]["properties"]["turns"]["items"]
+    codes = set(enum["properties"]["expect"]["properties"]["error"]["enum"])
+    found = set()
+    for path in (ROOT / "botrunner").rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        found |= set(re.findall(r'\b(?:ProviderError|InputError|Error)\(\s*"([a-z_]+)"', source))
+    found -= {"stale"}  # a replay's own refusal, reported as the test's status
+    assert found and found <= codes, sorted(found - codes)

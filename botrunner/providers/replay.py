@@ -72,7 +72,11 @@ class ReplayProvider:
         self.played += 1
         error = recorded.get("error")
         if error is not None:
-            raise ProviderError(str(error.get("code", "upstream")), str(error.get("message", "")))
+            raise ProviderError(
+                str(error.get("code", "upstream")),
+                str(error.get("message", "")),
+                str(error.get("detail", "")),
+            )
         message = reply_message(recorded.get("reply") or {})
         for block in message.content:
             if block.get("type") == "text" and block.get("text"):

@@ -57,7 +57,10 @@ def reply_message(data: Mapping[str, Any]) -> AssistantMessage:
 
 
 def error_data(exc: ProviderError) -> dict[str, str]:
-    return {"code": exc.code, "message": exc.message}
+    data = {"code": exc.code, "message": exc.message}
+    if exc.detail:  # what the API said, already without secrets: for the operator
+        data["detail"] = exc.detail
+    return data
 
 
 def plain(value: Any) -> Any:
