@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -16,6 +17,7 @@ from botrunner.botfile.livebot import LiveBots
 from botrunner.botfile.schema import TESTS_SCHEMA_NAME, load_schema
 from botrunner.commands import schema as schema_command
 from botrunner.commands import validate
+from botrunner.commands.reference import TESTS_DOC_PATH, render_tests
 from botrunner.testing.loader import check_test_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,3 +196,30 @@ def test_expect_error_names_every_code_a_turn_can_end_with():
         found |= set(re.findall(r'\b(?:ProviderError|InputError|Error)\(\s*"([a-z_]+)"', source))
     found -= {"stale"}  # a replay's own refusal, reported as the test's status
     assert found and found <= codes, sorted(found - codes)
+
+
+def test_the_test_file_reference_is_generated_from_the_schema():
+    assert TESTS_DOC_PATH == ROOT / "docs" / "tests-reference.md"
+    assert TESTS_DOC_PATH.read_text(encoding="utf-8") == render_tests(), (
+        "docs/tests-reference.md is out of date: run python -m botrunner.commands.reference"
+    )
+    text = render_tests()
+    for path, node in _objects(SCHEMA):
+        for key in node.get("properties", {}):
+            assert f"| `{key}`" in text, f"{path}.{key}"
+    assert "## `tests[].tools.<name>`" in text
+
+
+def test_the_examples_in_the_docs_are_valid_test_files(tmp_path):
+    blocks = []
+    for doc in ("docs/testing.md", "README.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        pattern = r"```yaml\n(# yaml-language-server: \$schema=\.\./schemas/tests.*?)```"
+        blocks += re.findall(pattern, text, re.S)
+    assert len(blocks) >= 3
+    for n, block in enumerate(blocks):
+        shutil.copytree(ROOT / "bots", tmp_path / f"bots{n}")
+        path = tmp_path / f"bots{n}" / "doc.tests.yaml"
+        path.write_text(block, encoding="utf-8")
+        test_file, problems = check_test_file(path)
+        assert problems == [] and test_file is not None, problems
