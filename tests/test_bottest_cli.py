@@ -234,3 +234,29 @@ def test_recording_one_test_keeps_the_others(recorded, upstream, monkeypatch):
     assert result.returncode == 0
     assert "(1 of 2 tests)" in result.stderr
     assert cassette(recorded)["tests"]["checks the stock"] == before
+
+
+def test_a_broken_cassette_is_a_usage_error_and_a_broken_reply_fails_only_its_test(recorded):
+    path = recorded.with_name("shop.tests.cassette.json")
+    original = json.loads(path.read_text())
+    data = json.loads(path.read_text())
+    data["tests"]["greets the customer"]["exchanges"][0] = {"request": {}}
+    path.write_text(json.dumps(data))
+    broken = run_test_command(str(recorded))
+    assert broken.returncode == 2
+    assert f"{path}:1:1: error: exchange 1 of the test " in broken.stderr
+    assert f"hint: Record it again: botrunner test {recorded} --record" in broken.stderr
+
+    path.write_text("<<<<<<< HEAD\n")
+    conflict = run_test_command(str(recorded))
+    assert conflict.returncode == 2
+    assert f"{path}:1:1: error: the cassette is not valid JSON: Expecting value" in conflict.stderr
+
+    original["tests"]["greets the customer"]["exchanges"][0]["reply"]["content"] = ["oops"]
+    path.write_text(json.dumps(original))
+    result = run_test_command(str(recorded), "--format", "json")
+    assert result.returncode == 1
+    greet, stock = json.loads(result.stdout)["tests"]
+    assert stock["status"] == "passed"
+    assert greet["status"] == "failed"
+    assert greet["failures"][0]["message"].startswith("botrunner could not run this test: ")

@@ -52,7 +52,25 @@ def read_cassette(path: Path) -> dict[str, dict[str, Any]] | None:
     for name, entry in tests.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("exchanges"), list):
             raise _error(path, 1, 1, f'the entry of the test "{name}" has no exchanges list')
+        for number, exchange in enumerate(entry["exchanges"], 1):
+            if not _exchange_ok(exchange):
+                raise _error(
+                    path,
+                    1,
+                    1,
+                    f'exchange {number} of the test "{name}" is not a request with a reply '
+                    "or an error",
+                )
     return tests
+
+
+def _exchange_ok(exchange: Any) -> bool:
+    if not isinstance(exchange, dict) or not isinstance(exchange.get("request"), dict):
+        return False
+    reply, error = exchange.get("reply"), exchange.get("error")
+    if isinstance(error, dict):
+        return True
+    return isinstance(reply, dict) and isinstance(reply.get("content"), list)
 
 
 def write_cassette(

@@ -53,7 +53,11 @@ async def run_tests(
 
     async def one(item: Planned) -> TestResult:
         async with gate:
-            return await run_test(item, mode)
+            try:
+                return await run_test(item, mode)
+            except Exception as exc:  # noqa: BLE001 - one broken test must not stop the run
+                failure = Failure("crash", f"botrunner could not run this test: {exc!r}")
+                return TestResult(str(item.file.path), item.test.name, "failed", mode, [failure])
 
     tasks = [asyncio.ensure_future(one(item)) for item in planned]
     try:
