@@ -1,4 +1,4 @@
-"""Per-user limits over the real SQLite store: GCRA requests per minute (atomic under
+"""Per-user limits over every real store (SQLite, PostgreSQL): GCRA requests per minute (atomic under
 concurrency), tokens per UTC day, isolation per user and bot, and survival across restarts."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from botrunner.engine.limits import (
     utc_day,
 )
 from botrunner.events import Usage
-from botrunner.store import SQLiteStore
+from botrunner.store import start_store
 
 # 2025-03-10 12:00:00 UTC
 NOON = dt.datetime(2025, 3, 10, 12, 0, tzinfo=dt.UTC).timestamp()
@@ -44,8 +44,8 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = SQLiteStore(tmp_path / "limits.db")
+async def store(store_url: str):
+    s = await start_store(store_url)
     yield s
     await s.close()
 
@@ -135,18 +135,17 @@ async def test_token_refusal_does_not_use_a_request_slot(store):
     await limiter.admit(bot, "alice")
 
 
-async def test_limits_survive_a_restart(tmp_path: Path):
-    path = tmp_path / "limits.db"
+async def test_limits_survive_a_restart(store_url: str):
     clock = Clock(NOON)
     bot = make_bot(rpm=3, tpd=100)
-    first = SQLiteStore(path)
+    first = await start_store(store_url)
     limiter = Limiter(first, clock=clock)
     for _ in range(3):
         await limiter.admit(bot, "alice")
     await limiter.record(make_bot("tokens", tpd=100), "bob", Usage(90, 20))
     await first.close()
 
-    second = SQLiteStore(path)
+    second = await start_store(store_url)
     try:
         limiter = Limiter(second, clock=clock)
         with pytest.raises(RateLimited) as refused:

@@ -36,7 +36,7 @@ from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing, KeysError, load_keys
-from botrunner.store import open_store
+from botrunner.store import start_store
 
 log = logging.getLogger("botrunner.serve")
 
@@ -59,7 +59,7 @@ def run(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    db: Path = Path("botrunner.db"),
+    db: str | Path = "botrunner.db",
     reload: bool = True,
     keys_file: Path | None = None,
     log_to: str | None = "-",
@@ -122,15 +122,13 @@ async def _serve(
     live: LiveBots,
     host: str,
     port: int,
-    db: Path | str,
+    db: str | Path,
     reload: bool,
     keys: KeyRing,
     grace: float,
     max_body_bytes: int,
 ) -> int:
-    if "://" not in str(db) and str(db) != ":memory:":
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-    store = open_store(db)
+    store = await start_store(db)  # StoreError: reported by the CLI, exit 2
     engine = Engine(store)
     app = create_app(live, engine, Settings(keys=keys, max_body_bytes=max_body_bytes))
     # The model SDK (about 2 s to import) loads in a thread while the server starts and
