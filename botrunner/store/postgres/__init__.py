@@ -40,7 +40,8 @@ from botrunner.store.postgres.transfer import PGPortable
 
 # $1 bot, $2 user, $3 session, $4 now, $5 content, $6 text, $7 GCRA interval (NULL: no rate
 # limit), $8 requests per minute, $9 tokens per day (NULL: no budget), $10 UTC day,
-# $11 how many earlier completed turns to read (NULL: all), $12 only those after the summary.
+# $11 how many earlier completed turns to read (NULL: all), $12 only those after the summary,
+# $13 the limiter's clock.
 # Nothing is written unless `admitted` has a row: the budget first (a refused request never
 # uses up a request slot), then the rate, whose upsert locks the user's row (see limits).
 _START_TURN = f"""
@@ -49,9 +50,9 @@ WITH budget AS (
         WHERE bot = $1 AND user_id = $2 AND day = $10), 0) < $9::bigint AS ok
 ), rate AS (
     INSERT INTO rate_limits (bot, user_id, tat)
-    SELECT $1, $2, $4::float8 + $7::float8 FROM budget WHERE ok AND $7::float8 IS NOT NULL
-    ON CONFLICT (bot, user_id) DO UPDATE SET tat = greatest(rate_limits.tat, $4) + $7
-    WHERE greatest(rate_limits.tat, $4) + $7 - $8::float8 * $7 - $4 <= {TOLERANCE}
+    SELECT $1, $2, $13::float8 + $7::float8 FROM budget WHERE ok AND $7::float8 IS NOT NULL
+    ON CONFLICT (bot, user_id) DO UPDATE SET tat = greatest(rate_limits.tat, $13) + $7
+    WHERE greatest(rate_limits.tat, $13) + $7 - $8::float8 * $7 - $13 <= {TOLERANCE}
     RETURNING 1
 ), admitted AS (
     SELECT 1 FROM budget WHERE ok AND ($7::float8 IS NULL OR EXISTS (SELECT 1 FROM rate))
@@ -136,6 +137,7 @@ class PostgresStore(PGConversations, PGLimits, PGPortable):
             a.day if a is not None else "",
             0 if recent is None else (None if recent.count is None else max(recent.count, 0)),
             recent is not None and recent.after_summary,
+            a.now if a is not None else now,
         )
         if not rows:
             assert a is not None  # only a limit can refuse

@@ -113,9 +113,12 @@ _DELETE = "DELETE FROM conversations WHERE bot = $1 AND user_id = $2 AND session
 
 
 def pg_text(text: str) -> str:
-    """PostgreSQL text cannot hold NUL; the searchable copy of a message simply drops it (the
-    content itself is JSON, where NUL is the escape \\u0000)."""
-    return text.replace("\x00", "") if "\x00" in text else text
+    """`text` as PostgreSQL text can hold it: without NUL, and with any lone surrogate as
+    U+FFFD. Used for the searchable copy of a message and the summary; the content itself
+    is JSON, where both are escapes (\\u0000, \\ud800) and kept exactly."""
+    if text.isascii():
+        return text.replace("\x00", "") if "\x00" in text else text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "")
 
 
 def bounds(count: int | None, before: int | None, after: int | None) -> tuple[int, int, Any]:
@@ -252,7 +255,7 @@ class PGConversations(PGPool):
         return [row[0] for row in rows]
 
     async def set_summary(self, conv: Conversation, summary: str, upto: int) -> None:
-        changed = await self.db.execute(_SET_SUMMARY, summary, upto, time.time(), conv.id)
+        changed = await self.db.execute(_SET_SUMMARY, pg_text(summary), upto, time.time(), conv.id)
         if changed != "UPDATE 0":
             conv.summary, conv.summary_upto = summary, upto
 
