@@ -157,6 +157,36 @@ async def test_the_rate_limit_is_exact_across_separate_pools(pg_url):
             await store.close()
 
 
+async def test_a_turn_started_by_one_process_is_closed_by_another(pg_url):
+    """A store remembers the messages of the turns it started (closing one then needs no
+    read); one that did not start the turn reads them, and judges `ok` the same way."""
+    a, b = await start_store(pg_url), await start_store(pg_url)
+    try:
+        conv = await a.open(KEY)
+        call = {"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}
+        result = {"type": "tool_result", "tool_use_id": "t1", "content": "42"}
+        dangling = await a.begin_turn(conv, blocks("q1"))
+        await a.add_message(conv, dangling, "assistant", [call])
+        assert await b.complete_turn(conv, dangling, "ok", []) == "error"  # no tool_result
+        whole = await a.begin_turn(conv, blocks("q2"))
+        await a.add_message(conv, whole, "assistant", [call])
+        await b.add_message(conv, whole, "user", [result])  # a no longer knows it all
+        assert await a.complete_turn(conv, whole, "ok", [("assistant", blocks("a2"), None)]) == "ok"
+        assert [(m.turn, m.role, m.status) for m in await b.history(KEY)] == [
+            (1, "user", "error"),
+            (1, "assistant", "error"),
+            (2, "user", "ok"),
+            (2, "assistant", "ok"),
+            (2, "user", "ok"),
+            (2, "assistant", "ok"),
+        ]
+        with pytest.raises(ValueError, match="already finished"):
+            await a.complete_turn(conv, dangling, "ok", [("assistant", blocks("late"), None)])
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_text_postgres_cannot_hold_is_still_stored_exactly(pg_url):
     store = await start_store(pg_url)
     try:

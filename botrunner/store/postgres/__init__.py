@@ -7,7 +7,8 @@ one database (`--db postgresql://user@host:5432/dbname`).
 * `conversations`, `limits`: the two halves of the store; `transfer`: `botrunner db copy`.
 * `start_turn` / `complete_turn` (here): a turn's start (limit check and count, conversation,
   user message, and the memory's read) is ONE statement, so it is one transaction and one
-  round trip; its end is one read and one statement. A statement returns only once committed
+  round trip; so is its end (the store remembers what it wrote to the turns it started, which
+  decides whether a turn may be `ok`; otherwise it reads that first). A statement returns only once committed
   (`synchronous_commit`, on by default, makes that durable), so a started turn is durable as
   soon as it is handed back.
 """
@@ -87,6 +88,7 @@ class PostgresStore(PGConversations, PGLimits, PGPortable):
         driver()  # a missing extra is said before anything else
         self.target = Target(url)
         self.migrated = 0  # migrations applied by `start`
+        self._open_turns = {}
 
     async def start(self) -> None:
         if self._pool is not None:
@@ -122,14 +124,14 @@ class PostgresStore(PGConversations, PGLimits, PGPortable):
         per_minute = a.requests_per_minute if a is not None else None
         if per_minute is not None and per_minute <= 0:
             return Refused("requests", wait=math.inf)
-        now = time.time()
+        now, raw = time.time(), json.dumps(content)
         rows = await self.db.fetch(
             _START_TURN,
             key.bot,
             key.user,
             key.session,
             now,
-            json.dumps(content),
+            raw,
             pg_text(message_text(content)),
             60.0 / per_minute if per_minute else None,
             float(per_minute or 0),
@@ -143,6 +145,7 @@ class PostgresStore(PGConversations, PGLimits, PGPortable):
             assert a is not None  # only a limit can refuse
             return await self.refusal(a)
         conv = conversation(key, rows[0])
+        self.remember(conv.id, conv.turns, "user", raw)
         messages = (
             None if recent is None else wire([(r[4], r[5]) for r in rows if r[4] is not None])
         )

@@ -43,6 +43,8 @@ class PGPool:
 
     _pool: Any = None
     _closed: bool = False
+    # (conversation id, turn) -> (role, content JSON) of the pending turns this store wrote
+    _open_turns: dict[tuple[int, int], list[tuple[str, str]]]
 
     @property
     def db(self) -> Any:
