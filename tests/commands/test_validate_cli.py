@@ -12,7 +12,7 @@ import pytest
 
 from botrunner.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = """\
 name: tutor

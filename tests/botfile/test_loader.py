@@ -14,7 +14,7 @@ from botrunner.botfile.loader import BotFileError, check_file, load_bot
 from botrunner.botfile.problems import format_text
 from botrunner.templating import Template, UrlTemplate, render_request
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BROKEN = sorted((ROOT / "tests" / "broken").glob("*.yaml"))
 EXAMPLES = sorted((ROOT / "bots").glob("*.yaml"))
 
@@ -486,8 +486,9 @@ def test_body_only_for_post_put_patch(tmp_path):
 
 
 def test_literal_api_key_is_a_warning(tmp_path):
-    text = MINIMAL + "  api_key: sk-ant-123\n"
-    text = MINIMAL.replace("  name: claude-sonnet-4-6\n", "  name: c\n  api_key: sk-ant-123\n")
+    text = MINIMAL.replace(
+        "  name: claude-sonnet-4-6\n", "  name: claude-sonnet-4-6\n  api_key: sk-ant-123\n"
+    )
     assert only(tmp_path, text).startswith("4:12: warning: the API key is written in the file")
 
 

@@ -22,7 +22,7 @@ from botrunner.store.base import Admission, Refused, StartedTurn
 from botrunner.store.postgres.migrations import MIGRATIONS
 
 BOTRUNNER = str(Path(sys.executable).parent / "botrunner")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = ConversationKey("tutor", "alice", "s1")
 
 

@@ -33,7 +33,7 @@ from fake_anthropic import (
     tool_use,
 )
 
-FAKE = Path(__file__).with_name("fake_anthropic.py")
+FAKE = Path(__file__).resolve().parents[1] / "fake_anthropic.py"
 BODY = {
     "model": "claude-test",
     "max_tokens": 50,

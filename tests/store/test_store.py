@@ -438,7 +438,7 @@ asyncio.run(main())
 
 
 async def test_acknowledged_writes_survive_a_kill(store_url: str):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

@@ -11,7 +11,7 @@ import yaml
 from botrunner.botfile.schema import load_schema, subschema
 from botrunner.commands.reference import DOC_PATH, main, render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = load_schema()
 
 

@@ -17,7 +17,7 @@ import pytest
 from fake_anthropic import slow, text
 
 BOTRUNNER = shutil.which("botrunner", path=str(Path(sys.executable).parent)) or "botrunner"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 BOT = """\
 name: pipe
