@@ -17,6 +17,10 @@ from botrunner.events import Usage
 TurnStatus = Literal["pending", "ok", "error", "stopped"]
 
 
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the command that installs it."""
+
+
 class LimitsUnavailable(Exception):
     """The limits backend can't be reached, so limits can't be enforced: the request is
     refused (nothing sent upstream) and may be retried after `retry_after` seconds."""

@@ -1,12 +1,12 @@
-"""Per-user limits over a real limits backend: GCRA requests per minute (atomic under
-concurrency), tokens per UTC day with reservations for turns in flight, isolation per user and
-bot, and survival across restarts."""
+"""Per-user limits over every real limits backend (the SQLite store and Redis, through the
+`limits_backend` fixture): GCRA requests per minute (atomic under concurrency), tokens per UTC
+day with reservations for turns in flight, isolation per user and bot, survival across
+restarts."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,6 @@ from botrunner.engine.limits import (
     utc_day,
 )
 from botrunner.events import Usage
-from botrunner.store import SQLiteStore
 from botrunner.templating import Template
 
 # 2025-03-10 12:00:00 UTC
@@ -50,33 +49,6 @@ class Clock:
         return self.now
 
 
-class Backends:
-    """Opens limits backends over the same counters (a reopened store is a restart)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.opened: list[SQLiteStore] = []
-
-    def open(self) -> SQLiteStore:
-        backend = SQLiteStore(self.path)
-        self.opened.append(backend)
-        return backend
-
-    def limiter(self, clock: Clock | None = None) -> Limiter:
-        return Limiter(self.open(), clock=clock or time.time)
-
-    async def close(self) -> None:
-        for backend in self.opened:
-            await backend.close()
-
-
-@pytest.fixture
-async def backends(tmp_path: Path):
-    b = Backends(tmp_path / "limits.db")
-    yield b
-    await b.close()
-
-
 async def outcomes(limiter: Limiter, bot: Bot, user: str, n: int) -> list[object]:
     return await asyncio.gather(
         *(limiter.admit(bot, user) for _ in range(n)), return_exceptions=True
@@ -87,18 +59,18 @@ def admitted(results: list[object]) -> int:
     return sum(not isinstance(r, BaseException) for r in results)
 
 
-async def test_100_simultaneous_requests_admit_exactly_5(backends):
+async def test_100_simultaneous_requests_admit_exactly_5(limits_backend):
     bot = make_bot(rpm=5)
-    limiter = backends.limiter()  # real clock: the calls really are simultaneous
+    limiter = limits_backend.limiter()  # real clock: the calls really are simultaneous
     results = await outcomes(limiter, bot, "alice", 100)
     refused = [r for r in results if isinstance(r, RateLimited)]
     assert admitted(results) == 5 and len(refused) == 95
     assert all(r.kind == "requests" and 0 < r.retry_after <= 12.5 for r in refused)
 
 
-async def test_gcra_refills_one_per_interval(backends):
+async def test_gcra_refills_one_per_interval(limits_backend):
     clock = Clock(NOON)
-    limiter = backends.limiter(clock)
+    limiter = limits_backend.limiter(clock)
     bot = make_bot(rpm=10)  # one every 6 s, burst of 10
     assert admitted(await outcomes(limiter, bot, "u", 11)) == 10
     with pytest.raises(RateLimited) as refused:
@@ -115,8 +87,8 @@ async def test_gcra_refills_one_per_interval(backends):
     assert admitted(await outcomes(limiter, bot, "u", 11)) == 10
 
 
-async def test_limits_are_per_user_per_bot(backends):
-    limiter = backends.limiter(Clock(NOON))
+async def test_limits_are_per_user_per_bot(limits_backend):
+    limiter = limits_backend.limiter(Clock(NOON))
     tutor, other = make_bot("tutor", rpm=1), make_bot("other", rpm=1)
     await limiter.admit(tutor, "alice")
     with pytest.raises(RateLimited):
@@ -125,16 +97,16 @@ async def test_limits_are_per_user_per_bot(backends):
     await limiter.admit(other, "alice")
 
 
-async def test_no_limits_means_no_checks(backends):
-    limiter = backends.limiter(Clock(NOON))
+async def test_no_limits_means_no_checks(limits_backend):
+    limiter = limits_backend.limiter(Clock(NOON))
     bot = make_bot()
     for _ in range(50):
         assert await limiter.admit(bot, "alice") is None
 
 
-async def test_tokens_per_day(backends):
+async def test_tokens_per_day(limits_backend):
     clock = Clock(NOON)
-    limiter = backends.limiter(clock)
+    limiter = limits_backend.limiter(clock)
     bot = make_bot(tpd=1000)
     turn = await limiter.admit(bot, "alice")
     await limiter.record(bot, "alice", Usage(400, 200), turn)
@@ -151,9 +123,9 @@ async def test_tokens_per_day(backends):
     await limiter.admit(bot, "alice")
 
 
-async def test_token_refusal_does_not_use_a_request_slot(backends):
+async def test_token_refusal_does_not_use_a_request_slot(limits_backend):
     clock = Clock(NOON + 12 * 3600 - 1)  # a second before midnight UTC
-    limiter = backends.limiter(clock)
+    limiter = limits_backend.limiter(clock)
     bot = make_bot(rpm=2, tpd=10)
     await limiter.record(bot, "alice", Usage(10, 0))
     for _ in range(5):
@@ -166,11 +138,11 @@ async def test_token_refusal_does_not_use_a_request_slot(backends):
     await limiter.admit(bot, "alice")
 
 
-async def test_simultaneous_turns_reserve_their_estimate(backends):
+async def test_simultaneous_turns_reserve_their_estimate(limits_backend):
     """20 turns at once against 1,000 tokens a day: each holds its estimate (256 + its input)
     from admission, so 4 are admitted, not 20; the refusals say the budget is held by replies
     in progress (not spent until midnight) and ask for a short wait."""
-    limiter = backends.limiter(Clock(NOON))
+    limiter = limits_backend.limiter(Clock(NOON))
     bot = make_bot(tpd=1000)
     estimate = estimate_tokens(bot, "")
     assert 256 < estimate < 270
@@ -186,9 +158,9 @@ async def test_simultaneous_turns_reserve_their_estimate(backends):
     assert admitted(await outcomes(limiter, bot, "alice", 20)) == 4  # 100 + 3 x 263 < 1000
 
 
-async def test_a_turn_is_charged_to_the_day_it_was_admitted(backends):
+async def test_a_turn_is_charged_to_the_day_it_was_admitted(limits_backend):
     clock = Clock(NOON + 12 * 3600 - 1)  # one second before midnight UTC
-    limiter = backends.limiter(clock)
+    limiter = limits_backend.limiter(clock)
     bot = make_bot(tpd=1000)
     turn = await limiter.admit(bot, "alice")
     clock.now += 5
@@ -197,14 +169,14 @@ async def test_a_turn_is_charged_to_the_day_it_was_admitted(backends):
     assert await limiter.backend.tokens_used("tutor", "alice", utc_day(clock.now)) == 0
 
 
-async def test_a_reservation_never_settled_expires(backends):
+async def test_a_reservation_never_settled_expires(limits_backend):
     """A process that dies mid-turn never settles its reservation: it holds the budget until
     it expires (the turn's deadline plus a margin), then the next admission drops it."""
     clock = Clock(NOON)
     bot = make_bot(tpd=200)
-    dead = backends.limiter(clock)
+    dead = limits_backend.limiter(clock)
     await dead.admit(bot, "alice")  # its turn never ends
-    alive = backends.limiter(clock)
+    alive = limits_backend.limiter(clock)
     with pytest.raises(RateLimited) as refused:
         await alive.admit(bot, "alice")
     assert "in progress" in refused.value.message
@@ -217,16 +189,16 @@ async def test_a_reservation_never_settled_expires(backends):
     assert await alive.backend.tokens_used("tutor", "alice", utc_day(NOON)) == 20
 
 
-async def test_limits_survive_a_restart(backends):
+async def test_limits_survive_a_restart(limits_backend):
     clock = Clock(NOON)
     bot = make_bot(rpm=3)
-    first = backends.limiter(clock)
+    first = limits_backend.limiter(clock)
     for _ in range(3):
         await first.admit(bot, "alice")
     await first.record(make_bot("tokens", tpd=100), "bob", Usage(90, 20))
     await first.backend.close()
 
-    second = backends.limiter(clock)
+    second = limits_backend.limiter(clock)
     with pytest.raises(RateLimited) as refused:
         await second.admit(bot, "alice")
     assert refused.value.kind == "requests"

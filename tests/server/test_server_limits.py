@@ -1,4 +1,5 @@
-"""Per-user limits over HTTP: atomic admission under concurrency, and the daily token budget."""
+"""Per-user limits over HTTP, with every limits backend (`limits_backend`: the store, Redis):
+atomic admission under concurrency, and the daily token budget with reservations."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ def limited_bot(tmp_path, per_user: str):
     return write_bot(tmp_path, extra=f"limits:\n  per_user:\n{per_user}")
 
 
-async def test_100_simultaneous_requests_admit_exactly_5(tmp_path, fake_anthropic, monkeypatch):
+async def test_100_simultaneous_requests_admit_exactly_5(
+    tmp_path, fake_anthropic, monkeypatch, limits_backend
+):
     upstream_env(monkeypatch, fake_anthropic)
     fake_anthropic.enqueue(*(text(f"Answer {i}") for i in range(5)))
     path = limited_bot(tmp_path, "    requests_per_minute: 5\n")
@@ -22,7 +25,7 @@ async def test_100_simultaneous_requests_admit_exactly_5(tmp_path, fake_anthropi
     async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
         return await client.post(f"/chat/s{i}", json={"message": f"question {i}"})
 
-    with ThreadServer(path, tmp_path / "bots.db") as srv:
+    with ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(base_url=srv.url, limits=limits, timeout=30) as client:
             responses = await asyncio.gather(*(one(client, i) for i in range(100)))
@@ -44,12 +47,12 @@ async def test_100_simultaneous_requests_admit_exactly_5(tmp_path, fake_anthropi
             assert history.json()["messages"] == []
 
 
-def test_tokens_per_day_exhausted(tmp_path, fake_anthropic, monkeypatch):
+def test_tokens_per_day_exhausted(tmp_path, fake_anthropic, monkeypatch, limits_backend):
     upstream_env(monkeypatch, fake_anthropic)
     fake_anthropic.enqueue(text("A long answer", input_tokens=40, output_tokens=20))
     path = limited_bot(tmp_path, "    tokens_per_day: 50\n")
     with (
-        ThreadServer(path, tmp_path / "bots.db") as srv,
+        ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv,
         httpx.Client(base_url=srv.url, timeout=30) as client,
     ):
         first = client.post("/chat/t", json={"message": "hi"})
@@ -71,7 +74,7 @@ def test_tokens_per_day_exhausted(tmp_path, fake_anthropic, monkeypatch):
 
 
 async def test_20_simultaneous_requests_cannot_spend_the_token_budget_20_times(
-    tmp_path, fake_anthropic, monkeypatch
+    tmp_path, fake_anthropic, monkeypatch, limits_backend
 ):
     """The budget holds under concurrency: the first turn reserves its estimate (input plus
     max_tokens: over 100) at admission, so the 19 others are refused before reaching the model,
@@ -85,7 +88,7 @@ async def test_20_simultaneous_requests_cannot_spend_the_token_budget_20_times(
     async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
         return await client.post(f"/chat/s{i}", json={"message": f"question {i}"})
 
-    with ThreadServer(path, tmp_path / "bots.db") as srv:
+    with ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv:
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
         async with httpx.AsyncClient(base_url=srv.url, limits=limits, timeout=30) as client:
             responses = await asyncio.gather(*(one(client, i) for i in range(20)))
@@ -108,7 +111,7 @@ async def test_20_simultaneous_requests_cannot_spend_the_token_budget_20_times(
 
 
 async def test_reservations_are_replaced_by_real_usage_when_turns_end(
-    tmp_path, fake_anthropic, monkeypatch
+    tmp_path, fake_anthropic, monkeypatch, limits_backend
 ):
     """Each turn holds about max_tokens (256) plus its input while it runs; when it ends, its
     real usage (here 30 tokens) replaces the estimate, so the next wave is admitted again."""
@@ -118,7 +121,7 @@ async def test_reservations_are_replaced_by_real_usage_when_turns_end(
     async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
         return await client.post(f"/chat/s{i}", json={"message": "hi"})
 
-    with ThreadServer(path, tmp_path / "bots.db") as srv:
+    with ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
             for wave in range(2):
                 fake_anthropic.enqueue(
