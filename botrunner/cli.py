@@ -137,6 +137,11 @@ def chat(
     envvar="BOTRUNNER_DB",
     help=DB_HELP,
 )
+@click.option(
+    "--limits",
+    envvar="BOTRUNNER_LIMITS",
+    help="Where per-user limit counters live: redis://host:6379/0 (default: in the --db store).",
+)
 @click.option("--no-reload", is_flag=True, help="Don't watch the bot files for edits.")
 @click.option(
     "--keys",
@@ -168,6 +173,7 @@ def serve(
     host: str,
     port: int,
     db: str,
+    limits: str | None,
     no_reload: bool,
     keys_file: Path | None,
     log_to: str,
@@ -182,6 +188,7 @@ def serve(
         host=host,
         port=port,
         db=db,
+        limits=limits,
         reload=not no_reload,
         keys_file=keys_file,
         log_to=log_to,

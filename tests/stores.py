@@ -11,6 +11,7 @@ with the reason; under CI=true they fail instead, so CI never passes by skipping
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
 import secrets
@@ -31,14 +32,20 @@ def _unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
-async def _admin(sql: str, url: str = ADMIN_URL) -> None:
+def _admin(sql: str, url: str = ADMIN_URL) -> None:
+    """Run `sql` on its own connection, in a thread of its own: fixtures call this from inside
+    a running event loop (async fixtures) as well as outside one."""
     import asyncpg
 
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    async def run() -> None:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 def database_url(name: str) -> str:
@@ -56,19 +63,19 @@ def pg_database() -> Iterator[str]:
         _unavailable("the driver is not installed: pip install -e '.[test]'")
     name = f"botrunner_test_{secrets.token_hex(6)}"
     try:
-        asyncio.run(_admin(f"CREATE DATABASE {name}"))
+        _admin(f"CREATE DATABASE {name}")
     except Exception as exc:  # noqa: BLE001 - any reason the server can't be used
         _unavailable(f"{ADMIN_URL}: {type(exc).__name__}: {exc}")
     try:
         yield database_url(name)
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def pg_schema_url(pg_database: str) -> str:
     """A fresh, empty schema in the session's database, as a store URL."""
     schema = f"t{next(_schemas)}_{secrets.token_hex(3)}"
-    asyncio.run(_admin(f"CREATE SCHEMA {schema}", pg_database))
+    _admin(f"CREATE SCHEMA {schema}", pg_database)
     return f"{pg_database}?search_path={schema}"
 
 

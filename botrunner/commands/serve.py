@@ -24,6 +24,7 @@ from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
@@ -36,7 +37,8 @@ from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing, KeysError, load_keys
-from botrunner.store import start_store
+from botrunner.store import LimitStore, LimitsUnavailable, MissingExtra, open_limits, start_store
+from botrunner.store.base import Store
 
 log = logging.getLogger("botrunner.serve")
 
@@ -66,6 +68,7 @@ def run(
     insecure_no_auth: bool = False,
     grace: float = 30.0,
     max_body_bytes: int = 64 * 1024,
+    limits: str | None = None,
 ) -> int:
     if not Path(path).exists():
         _err(f"error: {path}: no such file or directory")
@@ -93,7 +96,7 @@ def run(
         )
         return 2
     turnlog.configure(log_to)
-    return _run_loop(_serve(live, host, port, db, reload, keys, grace, max_body_bytes))
+    return _run_loop(_serve(live, host, port, db, reload, keys, grace, max_body_bytes, limits))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -127,9 +130,16 @@ async def _serve(
     keys: KeyRing,
     grace: float,
     max_body_bytes: int,
+    limits_url: str | None,
 ) -> int:
     store = await start_store(db)  # StoreError: reported by the CLI, exit 2
-    engine = Engine(store)
+    try:
+        limits = await open_checked_limits(limits_url, store)
+    except StartupError as exc:
+        _err(f"error: {exc}")
+        await store.close()
+        return 2
+    engine = Engine(store, limits=limits)
     app = create_app(live, engine, Settings(keys=keys, max_body_bytes=max_body_bytes))
     # The model SDK (about 2 s to import) loads in a thread while the server starts and
     # listens; a chat turn that comes first waits for it.
@@ -164,8 +174,45 @@ async def _serve(
             await asyncio.gather(*tasks)
         await engine.aclose()
         await aclose_providers()
+        if limits is not store:
+            await limits.close()
         await store.close()
     return 0 if server.started else 1
+
+
+class StartupError(Exception):
+    """A backend can't be used: one line for the user, exit code 2."""
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed: without a password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+async def open_checked_limits(url: str | None, store: Store) -> LimitStore:
+    """The limits backend for `--limits` (the store when None), checked reachable; raises
+    StartupError saying what is wrong and what to do."""
+    try:
+        limits = open_limits(url, store)
+    except (ValueError, MissingExtra) as exc:
+        raise StartupError(f"--limits: {exc}") from None
+    if limits is store:
+        return store
+    assert url is not None
+    try:
+        await limits.ping()
+    except LimitsUnavailable as exc:
+        await limits.close()
+        cause = exc.__cause__ or exc
+        raise StartupError(
+            f"--limits {shown_url(url)}: can't reach it ({cause}). Start it or fix the URL."
+        ) from None
+    return limits
 
 
 def _import_providers(live: LiveBots) -> Future[None]:

@@ -5,6 +5,9 @@ follows `sqlite://`, so `sqlite:///abs` is absolute and `sqlite://rel.db` relati
 `open_store(":memory:")` or `open_store("postgresql://user@host:5432/dbname")` (also
 `postgres://`). A backend is a factory registered in `STORES` under its URL scheme.
 `start_store` opens and starts one (connects, applies migrations) in one step.
+
+Per-user limit counters live in the store unless `open_limits` is given the URL of another
+backend registered in `LIMITS` (`redis://host:6379/0`, through the `botrunner[redis]` extra).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from botrunner.store.base import (
     ConversationKey,
     ConversationStore,
     LimitStore,
+    LimitsUnavailable,
+    MissingExtra,
     Store,
     StoredMessage,
     StoreError,
@@ -97,11 +102,41 @@ async def start_store(url_or_path: str | Path) -> Store:
     return store
 
 
+LimitsFactory = Callable[[str], LimitStore]
+
+
+def _redis(url: str) -> LimitStore:
+    from botrunner.store.redis_limits import RedisLimits  # imports redis only when asked for
+
+    return RedisLimits(url)
+
+
+LIMITS: dict[str, LimitsFactory] = {"redis": _redis, "rediss": _redis}
+
+
+def open_limits(url: str | None, store: Store) -> LimitStore:
+    """The limits backend named by `url`, or `store` itself when `url` is None or empty.
+    Raises ValueError for an unknown scheme or a bad URL, MissingExtra when the backend's
+    driver is not installed. Connecting happens on first use (or `ping`)."""
+    if not url:
+        return store
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    factory = LIMITS.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{name}://" for name in sorted(LIMITS))
+        what = f"{scheme}://" if scheme else "a URL without a scheme"
+        raise ValueError(f"unknown limits backend {what} (known: {known}; or leave it out)")
+    return factory(url)
+
+
 __all__ = [
     "Conversation",
     "ConversationKey",
     "ConversationStore",
+    "LIMITS",
     "LimitStore",
+    "LimitsUnavailable",
+    "MissingExtra",
     "STORES",
     "SQLiteStore",
     "Store",
@@ -109,6 +144,7 @@ __all__ = [
     "StoreError",
     "StoredMessage",
     "TurnStatus",
+    "open_limits",
     "open_store",
     "parse_store_url",
     "start_store",

@@ -103,7 +103,28 @@ def _m001_initial(c: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+def _m002_token_reservations(c: sqlite3.Connection) -> None:
+    _script(
+        c,
+        """
+        -- What each running turn holds of its user's daily token budget, from its admission
+        -- until its real usage is charged; a row whose turn never ended (its process died) is
+        -- deleted by the first admission after `expires`.
+        CREATE TABLE token_reservations (
+            id      TEXT PRIMARY KEY,
+            bot     TEXT NOT NULL,
+            user    TEXT NOT NULL,
+            day     TEXT NOT NULL,                 -- UTC date the turn counts against
+            tokens  INTEGER NOT NULL,
+            expires REAL NOT NULL                  -- unix s
+        ) WITHOUT ROWID;
+        CREATE INDEX token_reservations_user ON token_reservations (bot, user, day);
+        CREATE INDEX token_reservations_expires ON token_reservations (expires);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_token_reservations]
 
 
 def migrate(c: sqlite3.Connection) -> int:

@@ -8,7 +8,7 @@ Design, one module each:
   after the COMMIT that made its write durable.
 * `conversations`: **bounded per-turn work**: every statement on the per-turn path is an
   indexed lookup bounded by what the memory policy sends.
-* `limits`: the GCRA rate limit and daily token counters.
+* `limits`: the GCRA rate limit, daily token counters and the reservations of running turns.
 * `start_turn` / `complete_turn` (here): a turn's limit check, conversation lookup and user
   message in one job, and its reply, status and token count in another, so a turn costs two
   durable writes instead of six.
@@ -132,7 +132,7 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLitePortable):
                 conversations.add_message(c, conv.id, turn, row)
             final = conversations.finish_turn(c, conv.id, turn, status, now)
             if charge is not None:
-                limits.add_tokens(c, charge.bot, charge.user, charge.day, charge.tokens)
+                limits.settle(c, charge)
             return final
 
         return await self.call(job, write=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from botrunner.events import Usage
 from botrunner.store import ConversationKey, SQLiteStore, start_store
+from botrunner.store.base import TokenCharge
 
 BOTRUNNER = str(Path(sys.executable).parent / "botrunner")
 DAY = "2025-03-10"
@@ -40,7 +41,7 @@ async def fill(store, user: str, session: str, turns: int) -> None:
         await store.add_message(conv, turn, "assistant", blocks(f"answer {n}"), Usage(10, 3))
         await store.finish_turn(conv, turn, "error" if n == 2 else "ok")
     await store.set_summary(conv, f"{session}: a summary", 1)
-    await store.add_tokens("tutor", user, DAY, 100 + turns)
+    await store.settle(TokenCharge("tutor", user, DAY, 100 + turns))
 
 
 def snapshot(url: str) -> dict:
@@ -112,7 +113,7 @@ def test_a_rerun_updates_what_went_on_and_leaves_a_diverged_target_alone(tmp_pat
             turn = await sqlite.begin_turn(conv, blocks("one more"))
             await sqlite.add_message(conv, turn, "assistant", blocks("sure"))
             await sqlite.finish_turn(conv, turn, "ok")
-            await sqlite.add_tokens("tutor", "user0", DAY, 50)
+            await sqlite.settle(TokenCharge("tutor", "user0", DAY, 50))
             used = await pg.open(ConversationKey("tutor", "user1", "s1"))  # the target
             await pg.begin_turn(used, blocks("served by the new store"))
         finally:
@@ -154,8 +155,12 @@ def test_copy_refuses_what_would_copy_nothing(tmp_path):
 
 
 def test_migrate_applies_then_reports_up_to_date(tmp_path, store_url):
+    from botrunner.store import migrations
+    from botrunner.store.postgres import migrations as pg_migrations
+
+    n = len((pg_migrations if "://" in store_url else migrations).MIGRATIONS)
     first = cli("db", "migrate", "--db", store_url)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip().endswith("schema version 1 (applied 1 migration(s))")
+    assert first.stdout.strip().endswith(f"schema version {n} (applied {n} migration(s))")
     second = cli("db", "migrate", "--db", store_url)
-    assert second.stdout.strip().endswith("schema version 1 (already up to date)")
+    assert second.stdout.strip().endswith(f"schema version {n} (already up to date)")

@@ -424,12 +424,13 @@ async def test_open_store_registry(tmp_path: Path):
 CRASH_SCRIPT = """
 import asyncio, os, signal, sys
 from botrunner.store import ConversationKey, start_store
+from botrunner.store.base import TokenCharge
 
 async def main():
     store = await start_store(sys.argv[1])
     conv = await store.open(ConversationKey("tutor", "alice", "s1"))
     turn = await store.begin_turn(conv, [{"type": "text", "text": "acknowledged"}])
-    await store.add_tokens("tutor", "alice", "2025-03-10", 42)
+    await store.settle(TokenCharge("tutor", "alice", "2025-03-10", 42))
     print(turn, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit, no flush
 

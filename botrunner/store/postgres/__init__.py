@@ -5,9 +5,9 @@ one database (`--db postgresql://user@host:5432/dbname`).
   line for each way connecting can fail.
 * `migrations`: versioned, applied at start-up under an advisory lock.
 * `conversations`, `limits`: the two halves of the store; `transfer`: `botrunner db copy`.
-* `start_turn` / `complete_turn` (here): a turn's start (limit check and count, conversation,
-  user message, and the memory's read) is ONE statement, so it is one transaction and one
-  round trip; so is its end (the store remembers what it wrote to the turns it started, which
+* `start_turn` / `complete_turn` (here): a turn's start (limit check and count, token
+  reservation, conversation, user message, and the memory's read) is ONE statement, so it is
+  one transaction and one round trip (with a token budget, behind the user's advisory lock); so is its end (the store remembers what it wrote to the turns it started, which
   decides whether a turn may be `ok`; otherwise it reads that first). A statement returns only once committed
   (`synchronous_commit`, on by default, makes that durable), so a started turn is durable as
   soon as it is handed back.
@@ -35,50 +35,47 @@ from botrunner.store.base import (
 from botrunner.store.messages import message_text, wire
 from botrunner.store.postgres.connect import Target, driver
 from botrunner.store.postgres.conversations import PGConversations, conversation, pg_text
-from botrunner.store.postgres.limits import TOLERANCE, PGLimits
+from botrunner.store.postgres.limits import (
+    ADMIT_CTES,
+    ADMIT_PARAMS,
+    PGLimits,
+    admit_args,
+    numbered,
+    refusal,
+)
 from botrunner.store.postgres.migrations import migrate, schema_version
 from botrunner.store.postgres.transfer import PGPortable
 
-# $1 bot, $2 user, $3 session, $4 now, $5 content, $6 text, $7 GCRA interval (NULL: no rate
-# limit), $8 requests per minute, $9 tokens per day (NULL: no budget), $10 UTC day,
-# $11 how many earlier completed turns to read (NULL: all), $12 only those after the summary,
-# $13 the limiter's clock.
-# Nothing is written unless `admitted` has a row: the budget first (a refused request never
-# uses up a request slot), then the rate, whose upsert locks the user's row (see limits).
-_START_TURN = f"""
-WITH budget AS (
-    SELECT $9::bigint IS NULL OR coalesce((SELECT tokens FROM token_usage
-        WHERE bot = $1 AND user_id = $2 AND day = $10), 0) < $9::bigint AS ok
-), rate AS (
-    INSERT INTO rate_limits (bot, user_id, tat)
-    SELECT $1, $2, $13::float8 + $7::float8 FROM budget WHERE ok AND $7::float8 IS NOT NULL
-    ON CONFLICT (bot, user_id) DO UPDATE SET tat = greatest(rate_limits.tat, $13) + $7
-    WHERE greatest(rate_limits.tat, $13) + $7 - $8::float8 * $7 - $13 <= {TOLERANCE}
-    RETURNING 1
-), admitted AS (
-    SELECT 1 FROM budget WHERE ok AND ($7::float8 IS NULL OR EXISTS (SELECT 1 FROM rate))
-), conv AS (
+# A turn's start: the admission's CTEs (see limits), then the conversation, the turn and the
+# user message, written only if `admitted` has a row; then the memory's read: the last @recent
+# completed turns (NULL: all; 0: none), only those after the summary when @after_summary.
+_START_TURN = numbered(
+    f"""
+WITH {ADMIT_CTES}, conv AS (
     INSERT INTO conversations AS c (bot, user_id, session, turns, created, updated)
-    SELECT $1, $2, $3, 1, $4, $4 FROM admitted
-    ON CONFLICT (bot, user_id, session) DO UPDATE SET turns = c.turns + 1, updated = $4
+    SELECT @conv_bot, @conv_user, @session, 1, @now, @now FROM admitted
+    ON CONFLICT (bot, user_id, session) DO UPDATE SET turns = c.turns + 1, updated = @now
     RETURNING id, turns, summary, summary_upto
 ), t AS (
     INSERT INTO turns (conversation_id, turn, status, created)
-    SELECT id, turns, 'pending', $4 FROM conv
+    SELECT id, turns, 'pending', @now FROM conv
 ), m AS (
     INSERT INTO messages (conversation_id, turn, seq, role, content, text, created)
-    SELECT id, turns, 0, 'user', $5, $6, $4 FROM conv
+    SELECT id, turns, 0, 'user', @content, @text, @now FROM conv
 )
 SELECT conv.id, conv.turns, conv.summary, conv.summary_upto, r.role, r.content
 FROM conv LEFT JOIN LATERAL (
     SELECT role, content, turn, seq FROM messages
     WHERE conversation_id = conv.id AND turn IN (
         SELECT turn FROM turns WHERE conversation_id = conv.id AND status = 'ok'
-        AND turn < conv.turns AND turn > CASE WHEN $12 THEN conv.summary_upto ELSE 0 END
-        ORDER BY turn DESC LIMIT $11)
+        AND turn < conv.turns AND turn > CASE WHEN @after_summary THEN conv.summary_upto ELSE 0 END
+        ORDER BY turn DESC LIMIT @recent)
 ) AS r ON true
 ORDER BY r.turn, r.seq
-"""
+""",
+    [*ADMIT_PARAMS, "conv_bot", "conv_user", "session", "now", "content", "text", "recent",
+     "after_summary"],
+)  # fmt: skip
 
 
 class PostgresStore(PGConversations, PGLimits, PGPortable):
@@ -121,29 +118,26 @@ class PostgresStore(PGConversations, PGLimits, PGPortable):
         recent: RecentTurns | None = None,
     ) -> StartedTurn | Refused:
         a = admission
-        per_minute = a.requests_per_minute if a is not None else None
-        if per_minute is not None and per_minute <= 0:
+        if a is not None and a.requests_per_minute is not None and a.requests_per_minute <= 0:
             return Refused("requests", wait=math.inf)
         now, raw = time.time(), json.dumps(content)
-        rows = await self.db.fetch(
-            _START_TURN,
-            key.bot,
-            key.user,
-            key.session,
-            now,
-            raw,
-            pg_text(message_text(content)),
-            60.0 / per_minute if per_minute else None,
-            float(per_minute or 0),
-            a.tokens_per_day if a is not None else None,
-            a.day if a is not None else "",
-            0 if recent is None else (None if recent.count is None else max(recent.count, 0)),
-            recent is not None and recent.after_summary,
-            a.now if a is not None else now,
-        )
-        if not rows:
-            assert a is not None  # only a limit can refuse
-            return await self.refusal(a)
+        read = 0 if recent is None else (None if recent.count is None else max(recent.count, 0))
+        async with self.admitting(a) as c:
+            rows = await c.fetch(
+                _START_TURN,
+                *admit_args(a, now),
+                key.bot,
+                key.user,
+                key.session,
+                now,
+                raw,
+                pg_text(message_text(content)),
+                read,
+                recent is not None and recent.after_summary,
+            )
+            if not rows:
+                assert a is not None  # only a limit can refuse
+                return await refusal(c, a)
         conv = conversation(key, rows[0])
         self.remember(conv.id, conv.turns, "user", raw)
         messages = (
@@ -163,8 +157,7 @@ class PostgresStore(PGConversations, PGLimits, PGPortable):
     ) -> TurnStatus:
         if status not in ("ok", "error", "stopped"):
             raise ValueError(f"not a final turn status: {status!r}")
-        tokens = None if charge is None else (charge.bot, charge.user, charge.day, charge.tokens)
-        return await self.end_turn(conv, turn, status, messages, tokens)
+        return await self.end_turn(conv, turn, status, messages, charge)
 
 
 __all__ = ["PostgresStore"]

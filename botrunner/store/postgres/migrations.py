@@ -84,8 +84,28 @@ async def _m001_initial(c: Any) -> None:
     )
 
 
+async def _m002_token_reservations(c: Any) -> None:
+    await c.execute(
+        """
+        -- What each running turn holds of its user's daily token budget, from its admission
+        -- until its real usage is charged; a row whose turn never ended (its process died) is
+        -- deleted by the first admission with a budget after `expires`.
+        CREATE TABLE token_reservations (
+            id      text PRIMARY KEY,
+            bot     text NOT NULL,
+            user_id text NOT NULL,
+            day     text NOT NULL,               -- UTC date the turn counts against
+            tokens  bigint NOT NULL,
+            expires double precision NOT NULL    -- unix s
+        );
+        CREATE INDEX token_reservations_user ON token_reservations (bot, user_id, day);
+        CREATE INDEX token_reservations_expires ON token_reservations (expires);
+        """
+    )
+
+
 Migration = Callable[[Any], Awaitable[None]]
-MIGRATIONS: list[Migration] = [_m001_initial]
+MIGRATIONS: list[Migration] = [_m001_initial, _m002_token_reservations]
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('botrunner.migrate:' || current_schema()))"
 _VERSION_TABLE = (

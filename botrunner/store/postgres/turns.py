@@ -9,10 +9,10 @@ import time
 from typing import Any
 
 from botrunner.events import Usage
-from botrunner.store.base import Conversation, TurnStatus
+from botrunner.store.base import Conversation, TokenCharge, TurnStatus
 from botrunner.store.messages import check_wellformed, message_text
 from botrunner.store.postgres.connect import driver
-from botrunner.store.postgres.limits import PGPool
+from botrunner.store.postgres.limits import PGPool, numbered
 
 log = logging.getLogger("botrunner.store")
 
@@ -26,25 +26,38 @@ TURN_STATE = (
     "ON m.conversation_id = t.conversation_id AND m.turn = t.turn "
     "WHERE t.conversation_id = $1 AND t.turn = $2 ORDER BY m.seq"
 )
-# Append messages (parallel arrays) from seq $3 on, close the turn, touch the conversation
-# and add tokens ($11 > 0), all in one statement; it writes nothing unless the turn exists
-# (and, when $15, is still pending).
-END_TURN = (
-    "WITH f AS (UPDATE turns SET status = $4, finished = $5 "
-    "  WHERE conversation_id = $1 AND turn = $2 AND (NOT $15 OR status = 'pending') "
-    "  RETURNING 1), "
-    "m AS (INSERT INTO messages (conversation_id, turn, seq, role, content, text, "
-    "  input_tokens, output_tokens, created) "
-    "  SELECT $1, $2, $3 + x.n - 1, x.role, x.content, x.text, x.tin, x.tout, $5 "
-    "  FROM unnest($6::text[], $7::json[], $8::text[], $9::int[], $10::int[]) "
-    "  WITH ORDINALITY AS x (role, content, text, tin, tout, n) WHERE EXISTS (SELECT 1 FROM f)), "
-    "c AS (UPDATE conversations SET updated = $5 WHERE id = $1 AND EXISTS (SELECT 1 FROM f)), "
-    "k AS (INSERT INTO token_usage (bot, user_id, day, tokens) "
-    "  SELECT $12, $13, $14, $11::bigint WHERE $11::bigint > 0 AND EXISTS (SELECT 1 FROM f) "
-    "  ON CONFLICT (bot, user_id, day) "
-    "  DO UPDATE SET tokens = token_usage.tokens + excluded.tokens) "
-    "SELECT count(*) FROM f"
+# Append messages (parallel arrays) from @seq on, close the turn, touch the conversation,
+# release the turn's token reservation and charge its tokens, all in one statement; it writes
+# nothing unless the turn exists (and, with @pending_only, is still pending).
+END_TURN = numbered(
+    """
+WITH f AS (
+    UPDATE turns SET status = @status, finished = @now
+    WHERE conversation_id = @conv AND turn = @turn AND (NOT @pending_only OR status = 'pending')
+    RETURNING 1
+), m AS (
+    INSERT INTO messages (conversation_id, turn, seq, role, content, text, input_tokens,
+        output_tokens, created)
+    SELECT @conv, @turn, @seq + x.n - 1, x.role, x.content, x.text, x.tin, x.tout, @now
+    FROM unnest(@roles::text[], @contents::json[], @texts::text[], @tins::int[], @touts::int[])
+        WITH ORDINALITY AS x (role, content, text, tin, tout, n)
+    WHERE EXISTS (SELECT 1 FROM f)
+), c AS (
+    UPDATE conversations SET updated = @now WHERE id = @conv AND EXISTS (SELECT 1 FROM f)
+), released AS (
+    DELETE FROM token_reservations
+    WHERE id = @reservation AND @reservation <> '' AND EXISTS (SELECT 1 FROM f)
+), charged AS (
+    INSERT INTO token_usage (bot, user_id, day, tokens)
+    SELECT @bot, @user, @day, @tokens::bigint
+    WHERE @tokens::bigint > 0 AND EXISTS (SELECT 1 FROM f)
+    ON CONFLICT (bot, user_id, day) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens
 )
+SELECT count(*) FROM f
+""",
+    ["conv", "turn", "seq", "status", "now", "roles", "contents", "texts", "tins", "touts",
+     "tokens", "bot", "user", "day", "reservation", "pending_only"],
+)  # fmt: skip
 _APPEND = (
     "INSERT INTO messages (conversation_id, turn, seq, role, content, text, input_tokens, "
     "output_tokens, created) "
@@ -120,7 +133,7 @@ class PGTurns(PGPool):
         turn: int,
         status: TurnStatus,
         messages: list[tuple[str, list[dict[str, Any]], Usage | None]],
-        charge: tuple[str, str, str, int] | None,
+        charge: TokenCharge | None,
     ) -> TurnStatus:
         """Append `messages` to a pending turn, close it and add `charge`, in one statement.
         Whether it may be `ok` depends on the turn's messages so far: remembered when this
@@ -166,9 +179,10 @@ class PGTurns(PGPool):
 
 def end_args(
     messages: list[tuple[str, list[dict[str, Any]], Usage | None]],
-    charge: tuple[str, str, str, int] | None = None,
+    charge: TokenCharge | None = None,
 ) -> tuple[Any, ...]:
-    """END_TURN's parameters from $6 on: the messages as parallel arrays, then the charge."""
+    """END_TURN's parameters from @roles to @reservation: the messages as parallel arrays,
+    then the charge."""
     roles, contents, texts, tins, touts = [], [], [], [], []
     for role, content, usage in messages:
         roles.append(role)
@@ -176,5 +190,5 @@ def end_args(
         texts.append(pg_text(message_text(content)))
         tins.append(usage.input_tokens if usage else None)
         touts.append(usage.output_tokens if usage else None)
-    bot, user, day, tokens = charge or ("", "", "", 0)
-    return roles, contents, texts, tins, touts, tokens, bot, user, day
+    c = charge or TokenCharge("", "", "", 0)
+    return roles, contents, texts, tins, touts, int(c.tokens), c.bot, c.user, c.day, c.reservation
