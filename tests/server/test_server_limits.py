@@ -11,7 +11,6 @@ import httpx
 from fake_anthropic import text
 from test_server_harness import ThreadServer, upstream_env, write_bot
 
-
 # How long a reply takes in the budget tests: the simultaneous requests must all be admitted or
 # refused while the first replies still run. One user's admissions with a budget queue on one
 # lock through their commits (PostgreSQL: one fsync each), which on a loaded 2-core machine
