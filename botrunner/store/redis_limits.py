@@ -44,6 +44,8 @@ DEFAULT_PREFIX = "botrunner:"
 TOKENS_TTL_SECONDS = 2 * 86400
 # Seconds to wait for Redis before refusing the request with a 503.
 TIMEOUT_SECONDS = 2.0
+# Connections per process: a check or a charge holds one for one round trip.
+MAX_CONNECTIONS = 32
 # What a refused client is told to wait while Redis is unreachable.
 RETRY_AFTER_SECONDS = 5.0
 
@@ -145,14 +147,20 @@ class RedisLimits:
         client_url, self.prefix, self.shown = split_url(url)
         self._clock = clock
         try:
-            self._client = aioredis.Redis.from_url(
+            # A blocking pool: with more requests in flight than connections, a request waits
+            # for one (up to the timeout). redis-py's default pool raises "Too many
+            # connections" past 100 instead, which turned load into 503s.
+            pool = aioredis.BlockingConnectionPool.from_url(
                 client_url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=TIMEOUT_SECONDS,
                 socket_connect_timeout=TIMEOUT_SECONDS,
                 socket_timeout=TIMEOUT_SECONDS,
                 # One quick retry: a pooled connection is dead after Redis restarts, and the
                 # retry reconnects. More would keep a request waiting while Redis is down.
                 retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1, (RedisConnectionError,)),
             )
+            self._client = aioredis.Redis.from_pool(pool)
         except ValueError as exc:
             raise ValueError(f"{self.shown}: {exc}") from None
         self._admit = self._client.register_script(_ADMIT)
