@@ -3,7 +3,8 @@ ledger every turn adds to (see `botrunner.store.base.UsageStore`).
 
 Costs come from the model catalogue (`botrunner.providers.catalogue`), overridable with
 `--prices FILE`. A model with no price shows its tokens and no cost: never a made-up number.
-Exit codes: 0 printed, 2 usage error (no such store, a bad --since or price file).
+Exit codes: 0 printed, 2 usage error (no such store or one that cannot be opened, a bad
+--since or price file).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from botrunner.providers.catalogue import (
     catalogue,
     cost_at,
 )
-from botrunner.store import open_store, parse_store_url
-from botrunner.store.base import UsageGroup, UsageTotal
+from botrunner.store import parse_store_url, start_store
+from botrunner.store.base import StoreError, UsageGroup, UsageTotal
 
 _SPAN = re.compile(r"(\d+)\s*([mhdw])")
 _SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -100,7 +101,7 @@ async def report(db: str, by: UsageGroup, since: float | None, models: Catalogue
     thresholds = {m.long_prompt.above_tokens for m in models.models if m.long_prompt}
     # One threshold today (Haiku 5.5's 100,000): the store splits turns at one length.
     above = min(thresholds) if thresholds else None
-    store = open_store(db)
+    store = await start_store(db)
     try:
         totals = await store.usage_totals(by=by, since=since, long_prompt_above=above)
     finally:
@@ -189,7 +190,11 @@ def run(
     except (UsageError, CatalogueError) as exc:
         print(f"error: {exc}", file=err)
         return 2
-    rows = asyncio.run(report(db, by, start, models))
+    try:
+        rows = asyncio.run(report(db, by, start, models))
+    except StoreError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
     if output_format == "json":
         body = {
             "by": by,

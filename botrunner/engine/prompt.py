@@ -16,10 +16,11 @@ from typing import Any
 from botrunner.bot import Bot
 
 
-def render_system(bot: Bot, variables: Mapping[str, Any] | None, user: Mapping[str, Any]) -> str:
-    """`bot.system` rendered with the bot's variables (overridden by the request's), `today`,
-    `now`, `bot` and `user`."""
-    now = dt.datetime.now().astimezone()
+def render_system(
+    bot: Bot, variables: Mapping[str, Any] | None, user: Mapping[str, Any], now: dt.datetime
+) -> str:
+    """`bot.system` rendered with the bot's variables (overridden by the request's), `today`
+    and `now` (from `now`: the engine's clock), `bot` and `user`."""
     context: dict[str, Any] = dict(bot.variables)
     if variables:
         context.update(variables)

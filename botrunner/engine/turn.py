@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from botrunner.bot import Bot
@@ -25,7 +26,7 @@ from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import StartedTurn, Store, UsageRecord
+from botrunner.store.base import Admission, StartedTurn, Store, UsageRecord
 from botrunner.store.transcript import Transcript
 from botrunner.tools import ToolOutcome, ToolRunner
 
@@ -37,6 +38,7 @@ class Services(Protocol):
     store: Store
     limiter: Limiter
     tools: ToolRunner
+    clock: Callable[[], dt.datetime]
 
     def spawn(self, coro: Any) -> None: ...
 
@@ -61,10 +63,12 @@ class PreparedTurn:
         user: dict[str, Any],
         variables: Mapping[str, Any] | None,
         request_id: str | None,
+        admission: Admission | None = None,
         *,
         transcript: Transcript | None = None,
     ) -> None:
         self.engine, self.bot, self.provider = engine, bot, provider
+        self.admission = admission  # what the turn was admitted under (its reservation)
         self.conv, self.turn, self.text = started.conv, started.turn, text
         self.started = started
         self._durable: asyncio.Future[None] | None = started.durable  # None once resolved
@@ -87,7 +91,7 @@ class PreparedTurn:
         )
 
     def system_prompt(self) -> str:
-        return render_system(self.bot, self.variables, self.user)
+        return render_system(self.bot, self.variables, self.user, self.engine.clock())
 
     async def events(self) -> AsyncIterator[Event]:
         """The turn's events. Nothing is passed on (and nothing more of the turn is written)
@@ -231,12 +235,14 @@ class PreparedTurn:
         and add them to the usage ledger, in one durable write."""
         engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
         user, usage = conv.key.user, self.usage
+        charge = engine.limiter.charge(bot, user, usage, self.admission)
         spent = UsageRecord(bot.model.name, usage, self.requests) if self.requests else None
         try:
             await self._stored()
         except NotStored:  # the turn was rolled back: nothing of it may be written
             self.record.outcome, self.record.error_code = "error", "not_stored"
             log_turn(self.record)
+            await engine.settle(charge)  # (a reservation in the store was rolled back too)
             return
         try:
             stored = await engine.store.complete_turn(
@@ -244,7 +250,7 @@ class PreparedTurn:
                 turn,
                 status,  # type: ignore[arg-type]
                 [] if reply is None else [("assistant", reply.content, reply.usage)],
-                engine.limiter.charge(bot, user, usage),
+                charge if engine.limits_in_store else None,
                 spent,
             )
         except Exception:
@@ -255,9 +261,11 @@ class PreparedTurn:
             with contextlib.suppress(Exception):
                 await engine.store.finish_turn(conv, turn, "error")
             with contextlib.suppress(Exception):
-                await engine.limiter.record(bot, user, usage)
+                if charge is not None:
+                    await engine.limits.settle(charge)
             log_turn(self.record)
             raise
+        await engine.settle(charge)
         if stored is not None and stored != status:
             self.record.outcome = status = stored
         log_turn(self.record)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from botrunner.store.base import StoreError
+
 
 def _script(c: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the current transaction (`executescript` would commit
@@ -101,7 +103,28 @@ def _m001_initial(c: sqlite3.Connection) -> None:
     )
 
 
-def _m002_usage(c: sqlite3.Connection) -> None:
+def _m002_token_reservations(c: sqlite3.Connection) -> None:
+    _script(
+        c,
+        """
+        -- What each running turn holds of its user's daily token budget, from its admission
+        -- until its real usage is charged; a row whose turn never ended (its process died) is
+        -- deleted by the first admission after `expires`.
+        CREATE TABLE token_reservations (
+            id      TEXT PRIMARY KEY,
+            bot     TEXT NOT NULL,
+            user    TEXT NOT NULL,
+            day     TEXT NOT NULL,                 -- UTC date the turn counts against
+            tokens  INTEGER NOT NULL,
+            expires REAL NOT NULL                  -- unix s
+        ) WITHOUT ROWID;
+        CREATE INDEX token_reservations_user ON token_reservations (bot, user, day);
+        CREATE INDEX token_reservations_expires ON token_reservations (expires);
+        """,
+    )
+
+
+def _m003_usage(c: sqlite3.Connection) -> None:
     """Cache reads and writes beside each reply's tokens, and the usage ledger: one row per
     turn with its model and tokens, kept when the conversation is deleted (for cost)."""
     _script(
@@ -125,20 +148,27 @@ def _m002_usage(c: sqlite3.Connection) -> None:
             cache_write_1h_tokens INTEGER NOT NULL   -- the part of the writes with a 1-hour TTL
         );
         CREATE INDEX usage_ledger_created ON usage_ledger (created);
+        -- A turn's row, found again by `botrunner db copy` (a rerun copies nothing twice).
+        CREATE UNIQUE INDEX usage_ledger_turn ON usage_ledger (bot, user, session, created);
         """,
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_usage]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m001_initial,
+    _m002_token_reservations,
+    _m003_usage,
+]
 
 
-def migrate(c: sqlite3.Connection) -> None:
-    """Apply the migrations this database has not seen yet, each in its own transaction."""
+def migrate(c: sqlite3.Connection) -> int:
+    """Apply the migrations this database has not seen yet, each in its own transaction;
+    return how many were applied."""
     (version,) = c.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
-        raise RuntimeError(
+        raise StoreError(
             f"the database schema is version {version}, newer than this botrunner knows "
-            f"({len(MIGRATIONS)}); upgrade botrunner"
+            f"({len(MIGRATIONS)}): a newer botrunner has migrated it; upgrade botrunner"
         )
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         c.execute("BEGIN IMMEDIATE")
@@ -150,3 +180,4 @@ def migrate(c: sqlite3.Connection) -> None:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+    return len(MIGRATIONS) - version

@@ -8,7 +8,7 @@ Design, one module each:
   after the COMMIT that made its write durable.
 * `conversations`: **bounded per-turn work**: every statement on the per-turn path is an
   indexed lookup bounded by what the memory policy sends.
-* `limits`: the GCRA rate limit and daily token counters.
+* `limits`: the GCRA rate limit, daily token counters and the reservations of running turns.
 * `usage`: the usage ledger (each turn's model and tokens), summed for `botrunner usage`.
 * `start_turn` / `complete_turn` (here): a turn's limit check, conversation lookup and user
   message in one job, and its reply, status and token count in another, so a turn costs two
@@ -45,11 +45,12 @@ from botrunner.store.conversations import SQLiteConversations
 from botrunner.store.limits import SQLiteLimits
 from botrunner.store.messages import MAX_SEARCH_TERMS, fts_query, message_text
 from botrunner.store.migrations import MIGRATIONS, migrate
+from botrunner.store.sqlite_transfer import SQLitePortable
 from botrunner.store.usage import SQLiteUsage
 from botrunner.store.writer import StoreClosed
 
 
-class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage):
+class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage, SQLitePortable):
     """Every store protocol over one SQLite file (see the module docstring)."""
 
     def __init__(
@@ -60,7 +61,11 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage):
             self.path = str(Path(self.path).expanduser())
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_ms = busy_timeout_ms
+        self.migrated = 0  # migrations applied when the file was opened
         super().__init__(self._connect, name=f"botrunner-sqlite:{self.path}", max_batch=max_batch)
+
+    async def start(self) -> None:
+        """Nothing left to do: the constructor opened the file and applied the migrations."""
 
     def _connect(self) -> sqlite3.Connection:
         """Runs on the writer thread, which then owns the connection."""
@@ -75,8 +80,12 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage):
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
         c.execute("PRAGMA temp_store = MEMORY")
-        migrate(c)
+        self.migrated = migrate(c)
         return c
+
+    async def schema_version(self) -> int:
+        """The number of migrations the file has had."""
+        return await self.call(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
 
     async def start_turn(
         self,
@@ -126,7 +135,7 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage):
                 conversations.add_message(c, conv.id, turn, row)
             final = conversations.finish_turn(c, conv.id, turn, status, now)
             if charge is not None:
-                limits.add_tokens(c, charge.bot, charge.user, charge.day, charge.tokens)
+                limits.settle(c, charge)
             if ledger is not None:
                 usage.add_usage(c, ledger)
             return final
