@@ -2,8 +2,9 @@
 
 Refuses to start when a bot file is invalid (printing the problems as `validate` does), or when
 no API keys are configured and --host is not a loopback address (unless --insecure-no-auth).
-Starts when the model provider is not configured (no ANTHROPIC_API_KEY): it says so on stderr,
-on the chat page and in every chat response (503) until the variable is set.
+Starts when a bot's model provider is not configured (no ANTHROPIC_API_KEY or OPENAI_API_KEY,
+or the openai package not installed): it says so on stderr, on the chat page and in every chat
+response (503) until that is fixed.
 
 Shutdown (SIGTERM, Ctrl-C): stop accepting connections, let replies in flight finish within
 --grace seconds (a second Ctrl-C stops at once), then close the engine and the store.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import ipaddress
 import logging
 import signal
@@ -33,6 +33,7 @@ from botrunner.engine import turnlog
 from botrunner.engine.engine import Engine
 from botrunner.providers import MODULES as PROVIDER_MODULES
 from botrunner.providers import aclose_all as aclose_providers
+from botrunner.providers import import_provider
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing, KeysError, load_keys
@@ -179,7 +180,9 @@ def _import_providers(live: LiveBots) -> Future[None]:
         try:
             for name in names:
                 if name in PROVIDER_MODULES:
-                    importlib.import_module(PROVIDER_MODULES[name])
+                    # A missing SDK is said for each bot by _check_providers; import the rest.
+                    with contextlib.suppress(ProviderError):
+                        import_provider(name)
         except BaseException as exc:  # noqa: BLE001 - reported by _check_providers
             done.set_exception(exc)
         else:

@@ -97,14 +97,15 @@ class Limiter:
 
     def charge(self, bot: Bot, user: str, usage: Usage) -> TokenCharge | None:
         """What `record` adds, for a store that adds it with the turn's last write."""
-        tokens = usage.input_tokens + usage.output_tokens
+        tokens = usage.known
         if tokens <= 0:
             return None
         return TokenCharge(bot.name, user, utc_day(self.clock()), tokens)
 
     async def record(self, bot: Bot, user: str, usage: Usage) -> None:
-        """Add a turn's tokens (input + output) to the user's count for today (UTC)."""
-        tokens = usage.input_tokens + usage.output_tokens
+        """Add a turn's reported tokens (input, cache reads, output) to the user's count for
+        today (UTC); a count the provider did not report adds nothing."""
+        tokens = usage.known
         if tokens > 0:
             await self.store.add_tokens(bot.name, user, utc_day(self.clock()), tokens)
 

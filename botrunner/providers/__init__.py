@@ -1,7 +1,8 @@
 """Model providers, looked up by `model.provider`.
 
 Provider modules are imported lazily, on first use: `botrunner validate` imports this package
-and must never pay for (or depend on) the anthropic SDK.
+and must never pay for (or depend on) an SDK. The openai SDK is an optional extra
+(`botrunner[openai]`); without it, a bot using it gets a config error saying what to install.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
 # Provider name -> the module that registers it.
 MODULES: dict[str, str] = {
     "anthropic": "botrunner.providers.anthropic",
+    "openai": "botrunner.providers.openai",
+}
+# Provider name -> (the SDK it needs, the pip requirement that brings it).
+SDKS: dict[str, tuple[str, str]] = {
+    "anthropic": ("anthropic", "botrunner"),
+    "openai": ("openai", "botrunner[openai]"),
 }
 
 _cache: dict[tuple[object, ...], Provider] = {}
@@ -46,10 +53,26 @@ def get_provider(bot: Bot) -> Provider:
             raise ProviderError(
                 "config", f"Unknown model provider {name!r} (model.provider); known: {known}."
             )
-        importlib.import_module(module)
+        import_provider(name)
         factory = PROVIDERS[name]
     provider = _cache[key] = factory(bot)
     return provider
+
+
+def import_provider(name: str) -> None:
+    """Import the module of provider `name` (registering it); a missing SDK is a config error
+    that names the package to install."""
+    try:
+        importlib.import_module(MODULES[name])
+    except ModuleNotFoundError as exc:
+        sdk, requirement = SDKS.get(name, (None, ""))
+        if sdk is None or exc.name is None or exc.name.split(".")[0] != sdk:
+            raise
+        raise ProviderError(
+            "config",
+            f"The {name} provider (model.provider) needs the {sdk} package, which is not "
+            f"installed: pip install '{requirement}'.",
+        ) from None
 
 
 async def aclose_all() -> None:
@@ -60,4 +83,4 @@ async def aclose_all() -> None:
         await provider.aclose()
 
 
-__all__ = ["MODULES", "ProviderError", "aclose_all", "get_provider"]
+__all__ = ["MODULES", "ProviderError", "aclose_all", "get_provider", "import_provider"]

@@ -1,17 +1,18 @@
-"""Anthropic API failures mapped to short, safe `ProviderError`s (no keys, no raw upstream
-bodies), each marked retryable or not."""
+"""Anthropic API failures mapped to short, safe `ProviderError`s (the rules are in `errors`)."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import anthropic
-import httpx2
 
-from botrunner.providers.anthropic_stream import StreamCut, StreamError
 from botrunner.providers.base import ProviderError
-from botrunner.providers.retry import Retryable, retry_after
+from botrunner.providers.errors import (
+    StreamError,
+    classify_status,
+    classify_transport,
+    no_response,
+    unreachable,
+)
+from botrunner.providers.retry import Retryable
 
 # Error `type` in an error body (or an SSE `error` event, which arrives with status 200) ->
 # the HTTP status it stands for.
@@ -38,72 +39,22 @@ def classify(
     if isinstance(exc, anthropic.APIStatusError):
         err_type = exc.type if isinstance(exc.type, str) else None
         message = exc.api_message if isinstance(exc.api_message, str) else ""
-        return _classify_status(
-            exc.status_code, err_type, exc.response.headers, message, key_source, secrets
+        status = exc.status_code
+        return classify_status(
+            status,
+            exc.response.headers,
+            message,
+            key_source=key_source,
+            secrets=secrets,
+            overloaded=status == 529 or err_type == "overloaded_error",
         )
     if isinstance(exc, StreamError):
         status = _TYPE_STATUS.get(exc.err_type, 500)
-        return _classify_status(status, exc.err_type, None, "", key_source, secrets)
-    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return Retryable(ProviderError("timeout", "The model API did not respond in time."))
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError | StreamCut):
-        return Retryable(ProviderError("connection", f"Could not reach the model API{where}."))
-    if isinstance(exc, ValueError):  # malformed JSON in a stream
-        return Retryable(ProviderError("upstream", "The model API sent a malformed reply."))
-    return ProviderError("upstream", f"The model call failed ({type(exc).__name__}).")
-
-
-def _classify_status(
-    status: int,
-    err_type: str | None,
-    headers: Any,
-    message: str,
-    key_source: str,
-    secrets: tuple[str | None, ...],
-) -> ProviderError | Retryable:
-    if status < 400 and err_type:  # an SSE `error` event arrives with status 200
-        status = _TYPE_STATUS.get(err_type, 500)
-    if status in (401, 403):
-        what = "rejected the API key" if status == 401 else "refused access with this API key"
-        return ProviderError("auth", f"The model API {what} (HTTP {status}): check {key_source}.")
-    if status == 429:
-        error = ProviderError("rate_limited", "The model API is rate limiting requests.")
-    elif status == 529 or err_type == "overloaded_error":
-        error = ProviderError("overloaded", "The model API is overloaded (HTTP 529).")
-    elif status >= 500 or status == 408:
-        error = ProviderError("upstream", f"The model API had an error (HTTP {status}).")
-    else:
-        return ProviderError("bad_request", _bad_request(message, status, secrets))
-    if headers is None:  # an SSE `error` event: no headers to go by
-        return Retryable(error)
-    if headers.get("x-should-retry") == "false":
-        return error
-    return Retryable(error, retry_after(headers))
-
-
-def _bad_request(message: str, status: int, secrets: tuple[str | None, ...]) -> str:
-    detail = _safe_summary(message, secrets=secrets)
-    what = {
-        404: "The model API did not find what was asked for",
-        413: "The request is too large for the model API",
-    }.get(status, "The model API rejected the request")
-    return f"{what} (HTTP {status}): {detail}" if detail else f"{what} (HTTP {status})."
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
-
-
-def _safe_summary(detail: str, *, secrets: tuple[str | None, ...] = (), limit: int = 200) -> str:
-    """Upstream's one-line explanation, made safe to show: no control characters, no key-like
-    strings, bounded length."""
-    detail = _CONTROL.sub(" ", detail).strip()
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            detail = detail.replace(secret, "[redacted]")
-    detail = _KEYLIKE.sub("[redacted]", detail)
-    if len(detail) > limit:
-        detail = detail[: limit - 1].rstrip() + "…"
-    if detail and detail[-1] not in ".!?…":
-        detail += "."
-    return detail
+        return classify_status(
+            status, None, "", key_source=key_source, secrets=secrets, overloaded=status == 529
+        )
+    if isinstance(exc, anthropic.APITimeoutError):  # before its base, APIConnectionError
+        return no_response()
+    if isinstance(exc, anthropic.APIConnectionError):
+        return unreachable(where)
+    return classify_transport(exc, where)
