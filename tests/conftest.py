@@ -1,2 +1,30 @@
-# The fake Anthropic Messages API fixture (`fake_anthropic`), for every test.
-from fake_anthropic import fake_anthropic  # noqa: F401
+"""Fixtures for every test: the fake upstreams, one per provider, and `upstream`, which runs a
+test once against each (the provider-neutral tests: engine, tools, retries)."""
+
+from collections.abc import Iterator
+
+import pytest
+from fake_anthropic import FakeAnthropic, fake_anthropic  # noqa: F401
+from fake_openai import FakeOpenAI, fake_openai  # noqa: F401
+
+from botrunner.providers import MODULES
+
+FAKES = {"anthropic": FakeAnthropic, "openai": FakeOpenAI}
+assert set(FAKES) == set(MODULES), "a new provider needs its fake upstream here"
+
+
+@pytest.fixture(params=sorted(FAKES))
+def upstream(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A running fake upstream for each provider (`.provider` names it), and that provider's
+    SDK pointed at it by its environment variables (`.url_env`, `.key_env`)."""
+    for fake in FAKES.values():
+        monkeypatch.delenv(fake.url_env, raising=False)
+        monkeypatch.delenv(fake.key_env, raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    server = FAKES[request.param]().start()
+    monkeypatch.setenv(server.url_env, server.url)
+    monkeypatch.setenv(server.key_env, "test-key")
+    try:
+        yield server
+    finally:
+        server.stop()

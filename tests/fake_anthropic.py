@@ -621,7 +621,7 @@ class FakeServer:
     tests alike); `serve()` runs it in the current loop (the CLI). Subclasses answer requests in
     their API's wire format (`_respond`)."""
 
-    name = "fake-upstream"
+    name = "fake_upstream"
     # Whether the wire format can say that a tool result is an error (Messages API: is_error).
     flags_tool_errors = True
 
@@ -833,7 +833,10 @@ class FakeServer:
 class FakeAnthropic(FakeServer):
     """fake Anthropic Messages API server (see the module's docstring)."""
 
-    name = "fake-anthropic"
+    name = "fake_anthropic"
+    # The bot file's model.provider for this API, and the variables that point its SDK here.
+    provider = "anthropic"
+    url_env, key_env = "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"
 
     async def _respond(
         self,

@@ -445,8 +445,10 @@ def _error_body(status: int, message: str | None, param: Any, code: Any = _USUAL
 class FakeOpenAI(FakeServer):
     """fake OpenAI Chat Completions server (see the module's docstring)."""
 
-    name = "fake-openai"
+    name = "fake_openai"
     flags_tool_errors = False
+    provider = "openai"
+    url_env, key_env = "OPENAI_BASE_URL", "OPENAI_API_KEY"
 
     @property
     def url(self) -> str:
