@@ -1,9 +1,14 @@
-"""Rules for the `model` settings that the schema cannot say: what each provider accepts, and
-how `base_url` and `api_key` may be written.
+"""Rules for the `model` settings that the schema cannot say: what each provider accepts, the
+model catalogue, and how `base_url` and `api_key` may be written.
 
 - A key only one provider understands (`reasoning_effort` is openai's) is an error under the
   other, naming the provider it belongs to; `temperature` goes up to 1 with anthropic, 2 with
   openai.
+- `model.name` and `model.max_tokens` are checked against the model catalogue. A model the
+  catalogue does not know is still allowed (new models appear every month): Anthropic bots get
+  a warning, with a did-you-mean when the name is close to a known one; other providers serve
+  models the catalogue does not list, so they are warned only about a clear near-miss of a
+  known name. A `max_tokens` above what the model allows is an error.
 - `base_url` is a whole http(s) address, or `${NAME}` / `${NAME:-default}` standing for the
   whole address (the variable must not build only part of it); plain http:// to a host other
   than this machine is a warning: the conversation and the key would travel unencrypted.
@@ -18,9 +23,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from botrunner.botfile.filecheck import FileCheck, PathT
+from botrunner.providers.catalogue import catalogue
 from botrunner.templating.envrefs import ENV_REF
 
-__all__ = ["PROVIDER_RULES", "check_model"]
+__all__ = ["PROVIDER_RULES", "check_model", "check_model_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,43 @@ def check_model(check: FileCheck) -> None:
             check.src.node_pos(("model", "api_key")),
             "the API key is written in the file, where anyone who can read it can use it",
             f"Read it from the environment instead: api_key: ${{{variable}}}",
+        )
+
+
+def check_model_name(check: FileCheck) -> None:
+    name, provider = check.get(("model", "name")), check.get(("model", "provider")) or "anthropic"
+    if not isinstance(name, str) or not check.ok(("model", "name")):
+        return
+    known = catalogue()
+    model = known.find(name)
+    if model is None:
+        close = known.suggest(name, cutoff=0.8 if provider == "anthropic" else 0.9)
+        if close:
+            check.warn(
+                check.src.node_pos(("model", "name")),
+                f'"{name}" is not a model botrunner knows',
+                f'Did you mean "{close[0]}"? (A new model is fine: this is only a warning.)',
+            )
+        elif provider == "anthropic":
+            check.warn(
+                check.src.node_pos(("model", "name")),
+                f'"{name}" is not in botrunner\'s model catalogue',
+                "Check the spelling against the model table in docs/bot-reference.md; a model "
+                "newer than this botrunner is fine (this is only a warning).",
+            )
+        return
+    max_tokens = check.get(("model", "max_tokens"))
+    if (
+        isinstance(max_tokens, int)
+        and check.ok(("model", "max_tokens"))
+        and model.max_output_tokens
+        and max_tokens > model.max_output_tokens
+    ):
+        check.error(
+            check.src.node_pos(("model", "max_tokens")),
+            f"model.max_tokens is {max_tokens}, above the most {name} can write "
+            f"({model.max_output_tokens} tokens)",
+            f"Use max_tokens: {model.max_output_tokens} or less.",
         )
 
 

@@ -488,8 +488,9 @@ def test_body_only_for_post_put_patch(tmp_path):
 
 
 def test_literal_api_key_is_a_warning(tmp_path):
-    text = MINIMAL + "  api_key: sk-ant-123\n"
-    text = MINIMAL.replace("  name: claude-sonnet-4-6\n", "  name: c\n  api_key: sk-ant-123\n")
+    text = MINIMAL.replace(
+        "  name: claude-sonnet-4-6\n", "  name: claude-sonnet-4-6\n  api_key: sk-ant-123\n"
+    )
     assert only(tmp_path, text).startswith("4:12: warning: the API key is written in the file")
 
 
@@ -522,6 +523,7 @@ def test_openai_takes_its_own_keys_and_range(tmp_path):
 
 def test_a_key_of_one_provider_is_an_error_under_the_other(tmp_path):
     text = OPENAI_BOT.replace("provider: openai", "provider: anthropic")
+    text = text.replace("llama3.2", "claude-sonnet-4-6")
     _, shown, problems = check(tmp_path, text)
     assert shown == [
         "5:16: error: model.temperature must be at most 1 with provider anthropic, not 1.5",
