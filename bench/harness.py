@@ -311,7 +311,9 @@ async def phase_latency(peers, cfg, workdir, log_dir, status, notes) -> tuple[di
         ups[p.name] = await start_upstream(
             "paced", cfg, log_dir, notes, suffix=p.name, api=p.upstream_api
         )
-    log(f"paced upstreams: {next(iter(ups.values())).impl}, one per peer, same seed")
+    log(
+        f"paced upstreams: {', '.join(sorted({u.impl for u in ups.values()}))}, one per peer, same seed"
+    )
     live = await start_peers(peers, ups, workdir, log_dir, "lat", status)
     samples: dict[str, dict[str, list]] = {
         p.name: {
@@ -391,7 +393,7 @@ async def phase_latency(peers, cfg, workdir, log_dir, status, notes) -> tuple[di
                 }
         out[name] = res
     up_info = {
-        "impl": next(iter(ups.values())).impl if ups else None,
+        "impl": ", ".join(sorted({u.impl for u in ups.values()})) if ups else None,
         "instances": len(ups),
         "max_cpu_pct_of_core": r(max((u.max_cpu_pct for u in ups.values()), default=0), 1),
     }

@@ -119,9 +119,18 @@ class OpenAIProvider(SDKProvider):
 
     def _open(self, client: openai.AsyncOpenAI, request: ModelRequest) -> Any:
         params = self.params(request)
+        # The SDK checks every message and tool against its typed definitions before sending
+        # them (an identity for this plain JSON), which cost 5 times the CPU of the rest of a
+        # 20-turn streamed call; extra_body, the SDK's way to send fields as they are, takes
+        # precedence over the (empty) typed ones.
+        extra = {"messages": params.pop("messages")}
+        if "tools" in params:
+            extra["tools"] = params.pop("tools")
         if self._key() is None:
             params["extra_headers"] = _WITHOUT_AUTH
-        return client.chat.completions.with_streaming_response.create(**params)
+        return client.chat.completions.with_streaming_response.create(
+            messages=[], extra_body=extra, **params
+        )
 
     def _accumulator(self) -> Accumulator:
         return Accumulator()
