@@ -136,9 +136,12 @@ class OpenAIProvider(SDKProvider):
         return Accumulator()
 
     def _classify(self, exc: BaseException) -> ProviderError | Retryable:
+        where = self._where()
+        if where and not self.is_openai:
+            where += " (is the model server running?)"
         return classify(
             exc,
             key_source=self.key_source(),
             secrets=(self.api_key, os.environ.get(ENV_API_KEY)),
-            where=self._where(),
+            where=where,
         )

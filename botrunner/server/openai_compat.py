@@ -31,7 +31,12 @@ from botrunner.server.errors import ApiError, error_body
 from botrunner.server.streaming import SSE, TurnStream, observed
 
 router = APIRouter(prefix="/v1")
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "refusal": "content_filter",
+}
 _STATUS = {"timeout": 504, "rate_limited": 503, "overloaded": 503, "tool_limit": 502}
 
 

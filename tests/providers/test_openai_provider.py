@@ -4,6 +4,7 @@ promises (retries, deadlines, safe errors) is tested for both in test_provider.p
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -305,6 +306,19 @@ async def test_the_environment_key_and_base_url_are_used(
     provider.check()
     await run(provider)
     assert fake_openai.requests[0].api_key == KEY
+
+
+async def test_a_local_server_that_is_not_running_is_named() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = OpenAIProvider(make_bot(f"http://127.0.0.1:{port}/v1"), backoff_base=0.001)
+    with pytest.raises(ProviderError) as info:
+        await run(provider)
+    assert info.value.message == (
+        f"Could not reach the model API at http://127.0.0.1:{port} (is the model server "
+        "running?). Gave up after 2 attempts."
+    )
 
 
 # -- the registry and the optional SDK -------------------------------------------------------

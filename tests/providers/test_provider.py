@@ -299,9 +299,8 @@ async def test_connection_refused_is_retried_then_reported(provider: str) -> Non
     bot = make_bot(f"http://127.0.0.1:{port}", max_retries=1, provider=provider)
     _, exc = await run_error(make_provider(bot))
     assert exc.code == "connection"
-    assert exc.message == (
-        f"Could not reach the model API at http://127.0.0.1:{port}. Gave up after 2 attempts."
-    )
+    assert exc.message.startswith(f"Could not reach the model API at http://127.0.0.1:{port}")
+    assert exc.message.endswith(". Gave up after 2 attempts.")
 
 
 async def test_400_is_not_retried_and_summarised(upstream: FakeServer) -> None:
