@@ -513,11 +513,12 @@ class FakeOpenAI(FakeServer):
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.status != 200:
-            # error() words its default message as Anthropic does; OpenAI's then applies.
+            # error() words its default message as Anthropic does; OpenAI's own wording for
+            # that status, where there is one, replaces it.
             message = reply.error_message
-            payload = _error_body(
-                reply.status, None if message in _ANTHROPIC_WORDS else message, None
-            )
+            if message in _ANTHROPIC_WORDS and reply.status in _ERRORS:
+                message = None
+            payload = _error_body(reply.status, message, None)
             return await self._send_json(writer, reply.status, payload, request_id, reply.headers)
         meta = {
             "id": f"chatcmpl-fake-{n:06d}",

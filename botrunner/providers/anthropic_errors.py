@@ -1,4 +1,5 @@
-"""Anthropic API failures mapped to short, safe `ProviderError`s (the rules are in `errors`)."""
+"""Anthropic API failures mapped to short, safe `ProviderError`s: a message for the end user and
+a `detail` for the log (the rules are in `errors`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from botrunner.providers.errors import (
     classify_status,
     classify_transport,
     no_response,
+    said,
     unreachable,
 )
 from botrunner.providers.retry import Retryable
@@ -35,7 +37,8 @@ def classify(
 ) -> ProviderError | Retryable:
     """A safe error for `exc`, wrapped in Retryable when another attempt may succeed.
     `key_source` names where the key came from and `where` the API's address (both for the
-    messages); `secrets` are redacted from anything upstream says."""
+    messages); `secrets` are redacted from what upstream says, which goes only into the
+    error's `detail` (the log), never into its message."""
     if isinstance(exc, anthropic.APIStatusError):
         err_type = exc.type if isinstance(exc.type, str) else None
         message = exc.api_message if isinstance(exc.api_message, str) else ""
@@ -45,13 +48,18 @@ def classify(
             exc.response.headers,
             message,
             key_source=key_source,
-            secrets=secrets,
+            said=said(status, err_type, message, exc.request_id, secrets),
             overloaded=status == 529 or err_type == "overloaded_error",
         )
     if isinstance(exc, StreamError):
         status = _TYPE_STATUS.get(exc.err_type, 500)
         return classify_status(
-            status, None, "", key_source=key_source, secrets=secrets, overloaded=status == 529
+            status,
+            None,
+            str(exc),
+            key_source=key_source,
+            said=said(status, exc.err_type, str(exc), None, secrets),
+            overloaded=status == 529,
         )
     if isinstance(exc, anthropic.APITimeoutError):  # before its base, APIConnectionError
         return no_response()

@@ -1,5 +1,6 @@
-"""Failures of a model API mapped to short, safe `ProviderError`s (no keys, no raw upstream
-bodies), each marked retryable or not. Shared by the providers; each maps its SDK's exceptions
+"""Failures of a model API mapped to short, safe `ProviderError`s, each marked retryable or
+not: a message for the end user (no keys, nothing upstream said) and a `detail` for the log
+(what upstream said, secrets redacted). Shared by the providers; each maps its SDK's exceptions
 to the arguments here (`anthropic_errors`, `openai_errors`)."""
 
 from __future__ import annotations
@@ -31,28 +32,83 @@ def classify_status(
     message: str,
     *,
     key_source: str,
-    secrets: tuple[str | None, ...],
+    said: str,
     overloaded: bool = False,
 ) -> ProviderError | Retryable:
     """An HTTP error status (or the status an in-stream error stands for). `headers` is None
     for an error inside a stream, which has none to go by; `message` is upstream's own
-    explanation, shown (made safe) only for requests it rejected."""
+    explanation, used only to tell which refusal it is; `said` (from `said`) is the detail
+    for the log."""
     if status in (401, 403):
         what = "rejected the API key" if status == 401 else "refused access with this API key"
-        return ProviderError("auth", f"The model API {what} (HTTP {status}): check {key_source}.")
+        return ProviderError(
+            "auth", f"The model API {what} (HTTP {status}): check {key_source}.", said
+        )
     if status == 429:
-        error = ProviderError("rate_limited", "The model API is rate limiting requests.")
+        error = ProviderError("rate_limited", "The model API is rate limiting requests.", said)
     elif overloaded:
-        error = ProviderError("overloaded", "The model API is overloaded (HTTP 529).")
+        error = ProviderError("overloaded", "The model API is overloaded (HTTP 529).", said)
     elif status >= 500 or status == 408:
-        error = ProviderError("upstream", f"The model API had an error (HTTP {status}).")
+        error = ProviderError("upstream", f"The model API had an error (HTTP {status}).", said)
     else:
-        return ProviderError("bad_request", _bad_request(message, status, secrets))
+        return _rejected(status, message, said)
     if headers is None:
         return Retryable(error)
     if headers.get("x-should-retry") == "false":
         return error
     return Retryable(error, retry_after(headers))
+
+
+# What the APIs say when the conversation no longer fits the model's context window: Anthropic
+# ("prompt is too long", "exceed context limit"), OpenAI and vLLM ("maximum context length",
+# code context_length_exceeded), llama.cpp ("exceeds the available context size").
+_TOO_LONG = re.compile(
+    r"prompt is too long|exceeds? (the )?(available )?context (limit|window|size)"
+    r"|maximum context length|context_length_exceeded",
+    re.I,
+)
+
+
+def _rejected(status: int, message: str, said: str) -> ProviderError:
+    """The API refused the request itself. The end user learns that, and what to do when
+    they can do something; what the API said is for the log."""
+    if status == 413:
+        return ProviderError(
+            "request_too_large",
+            "This conversation is too large for the model API. Start a new conversation, "
+            "or send a shorter message.",
+            said,
+        )
+    if _TOO_LONG.search(message):
+        return ProviderError(
+            "prompt_too_long",
+            "This conversation is too long for the model. Start a new conversation, or send "
+            "a shorter message.",
+            said,
+        )
+    return ProviderError(
+        "bad_request",
+        "The model API rejected this request, so there is no reply.",
+        said,
+    )
+
+
+def said(
+    status: int,
+    err_type: str | None,
+    message: str,
+    request_id: str | None,
+    secrets: tuple[str | None, ...],
+) -> str:
+    """What the API said, for the log: status, error type, its message (made safe) and the
+    API's own request id, to quote to its support."""
+    out = f"HTTP {status}" + (f" {err_type}" if err_type else "")
+    summary = safe_summary(message, secrets=secrets, limit=500)
+    if summary:
+        out += f": {summary}"
+    if request_id:
+        out += f" (upstream request-id {_CONTROL.sub('', request_id)[:100]})"
+    return out
 
 
 def no_response() -> Retryable:
@@ -75,21 +131,12 @@ def classify_transport(exc: BaseException, where: str) -> ProviderError | Retrya
     return ProviderError("upstream", f"The model call failed ({type(exc).__name__}).")
 
 
-def _bad_request(message: str, status: int, secrets: tuple[str | None, ...]) -> str:
-    detail = safe_summary(message, secrets=secrets)
-    what = {
-        404: "The model API did not find what was asked for",
-        413: "The request is too large for the model API",
-    }.get(status, "The model API rejected the request")
-    return f"{what} (HTTP {status}): {detail}" if detail else f"{what} (HTTP {status})."
-
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
 
 
 def safe_summary(detail: str, *, secrets: tuple[str | None, ...] = (), limit: int = 200) -> str:
-    """Upstream's one-line explanation, made safe to show: no control characters, no key-like
+    """Upstream's one-line explanation, made safe to log: no control characters, no key-like
     strings, bounded length."""
     detail = _CONTROL.sub(" ", detail).strip()
     for secret in secrets:

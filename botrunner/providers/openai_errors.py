@@ -1,5 +1,6 @@
 """Chat Completions failures (OpenAI, or any server speaking its API) mapped to short, safe
-`ProviderError`s (the rules are in `errors`)."""
+`ProviderError`s: a message for the end user and a `detail` for the log (the rules are in
+`errors`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from botrunner.providers.errors import (
     classify_status,
     classify_transport,
     no_response,
+    said,
     unreachable,
 )
 from botrunner.providers.retry import Retryable
@@ -40,16 +42,25 @@ def classify(
     `key_source` names where the key came from and `where` the API's address (both for the
     messages); `secrets` are redacted from anything upstream says."""
     if isinstance(exc, openai.APIStatusError):
+        message, status = _message(exc.body), exc.status_code
+        # OpenAI names a too-long conversation in its code, not always in its words.
+        kind = " ".join(str(k) for k in (exc.type, exc.code) if isinstance(k, str))
         return classify_status(
-            exc.status_code,
+            status,
             exc.response.headers,
-            _message(exc.body),
+            f"{message} {kind}",
             key_source=key_source,
-            secrets=secrets,
+            said=said(status, kind or None, message, exc.request_id, secrets),
         )
     if isinstance(exc, StreamError):
         status = _TYPE_STATUS.get(exc.err_type, 500)
-        return classify_status(status, None, str(exc), key_source=key_source, secrets=secrets)
+        return classify_status(
+            status,
+            None,
+            str(exc),
+            key_source=key_source,
+            said=said(status, exc.err_type, str(exc), None, secrets),
+        )
     if isinstance(exc, openai.APITimeoutError):  # before its base, APIConnectionError
         return no_response()
     if isinstance(exc, openai.APIConnectionError):
