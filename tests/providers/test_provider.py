@@ -396,8 +396,10 @@ async def test_slow_headers_hit_the_deadline(upstream: FakeServer) -> None:
 
 
 async def test_deadline_mid_stream(upstream: FakeServer) -> None:
-    upstream.enqueue(slow(text("a b c d e f g h"), token_delay=0.2))
-    deltas, exc = await run_error(on(upstream, timeout=0.5), timeout=0.5)
+    # The first word comes at once, the last after 2.8 s: a 1.5 s deadline falls in between
+    # even on a loaded machine.
+    upstream.enqueue(slow(text("a b c d e f g h"), token_delay=0.4))
+    deltas, exc = await run_error(on(upstream, timeout=1.5), timeout=1.5)
     assert 0 < len(deltas) < 8
     assert exc.code == "timeout"
     assert "cut off" in exc.message
