@@ -7,10 +7,11 @@ import pytest
 from fake_anthropic import FakeAnthropic, fake_anthropic  # noqa: F401
 from fake_openai import FakeOpenAI, fake_openai  # noqa: F401
 
-from botrunner.providers import MODULES
+from botrunner.botfile.schema import load_schema
 
 FAKES = {"anthropic": FakeAnthropic, "openai": FakeOpenAI}
-assert set(FAKES) == set(MODULES), "a new provider needs its fake upstream here"
+_IN_BOT_FILES = load_schema()["properties"]["model"]["properties"]["provider"]["enum"]
+assert set(FAKES) == set(_IN_BOT_FILES), "a new provider needs its fake upstream here"
 
 
 @pytest.fixture(params=sorted(FAKES))
