@@ -26,7 +26,7 @@ from botrunner.botfile.loader import load_bot
 from botrunner.engine.engine import Engine
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.providers import aclose_all
-from botrunner.store import ConversationKey, open_store
+from botrunner.store import ConversationKey, start_store
 
 
 @pytest.fixture
@@ -82,8 +82,8 @@ class Harness:
 
 
 @pytest.fixture
-async def h(tmp_path: Path, upstream: FakeServer) -> AsyncIterator[Harness]:
-    store = open_store(tmp_path / "db")
+async def h(tmp_path: Path, upstream: FakeServer, store_url: str) -> AsyncIterator[Harness]:
+    store = await start_store(store_url)
     engine = Engine(store)
     try:
         yield Harness(engine, upstream, tmp_path)
