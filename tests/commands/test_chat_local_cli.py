@@ -69,7 +69,11 @@ def test_local_bot_streams_remembers_and_calls_its_tool(
     fake_openai: FakeOpenAI, weather: WeatherServer, tmp_path: Path
 ) -> None:
     bot = local_bot(tmp_path, fake_openai.url, weather.url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "OLLAMA_"))
+    }
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [BOTRUNNER, "chat", str(bot), "--db", str(tmp_path / "c.db")],
