@@ -162,6 +162,14 @@ def chat(
     type=float,
     help="Seconds replies in flight may take to finish on shutdown.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes serving the port, each with its own event loop (needs a PostgreSQL --db).",
+)
+@click.option("--worker", hidden=True, help="Internal: the sockets a --workers parent passes.")
 def serve(
     path: Path,
     host: str,
@@ -173,6 +181,8 @@ def serve(
     log_to: str,
     insecure_no_auth: bool,
     grace: float,
+    workers: int,
+    worker: str | None,
 ) -> int:
     """Serve the bot in PATH (a bot file or a directory of them) over HTTP."""
     from botrunner.commands import serve as command
@@ -188,6 +198,8 @@ def serve(
         log_to=log_to,
         insecure_no_auth=insecure_no_auth,
         grace=grace,
+        workers=workers,
+        worker=worker,
     )
 
 
