@@ -1,5 +1,6 @@
-"""Every limits backend behind one parametrized fixture, `limits_backend`: the store (SQLite,
-the default) and Redis (`--limits redis://`). A test that takes it runs once per backend.
+"""Every limits backend behind one parametrized fixture, `limits_backend`: the store itself
+(SQLite, the default, and PostgreSQL) and Redis (`--limits redis://`, with a SQLite store). A
+test that takes it runs once per backend.
 
 Redis is the server at BOTRUNNER_TEST_REDIS (default redis://127.0.0.1:6379/0). Each test
 session uses its own key prefix and each test a prefix under it; after a test, every key under
@@ -24,7 +25,7 @@ from typing import Any, NoReturn
 import pytest
 
 from botrunner.engine.limits import Limiter
-from botrunner.store import SQLiteStore
+from botrunner.store import start_store
 from botrunner.store.base import LimitStore
 
 REDIS_URL = os.environ.get("BOTRUNNER_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -83,17 +84,17 @@ def redis_session():
 class Backends:
     """Opens limits backends of one kind over the same counters: a second `open` is another
     process (or the same one restarted). `url` is what `serve --limits` takes (None: the
-    store); `db` is the SQLite file of the store case."""
+    store); `db` is what `serve --db` takes (a SQLite file, or a PostgreSQL URL)."""
 
-    def __init__(self, kind: str, tmp_path: Path, redis: RedisSession | None = None) -> None:
+    def __init__(self, kind: str, db: str, redis: RedisSession | None = None) -> None:
         self.kind = kind
-        self.db = tmp_path / "limits.db"
+        self.db = db
         self.redis = redis
         self.prefix = redis.new_prefix() if redis is not None else ""
         self.url = f"{REDIS_URL}?prefix={self.prefix}" if redis is not None else None
         self.opened: list[LimitStore] = []
 
-    def open(self, clock: Callable[[], float] | None = None) -> LimitStore:
+    async def open(self, clock: Callable[[], float] | None = None) -> LimitStore:
         """A backend; `clock` moves time for it (Redis then trusts it instead of its own)."""
         if self.kind == "redis":
             from botrunner.store.redis_limits import RedisLimits
@@ -101,12 +102,12 @@ class Backends:
             assert self.url is not None
             backend: LimitStore = RedisLimits(self.url, clock=clock)
         else:
-            backend = SQLiteStore(self.db)
+            backend = await start_store(self.db)
         self.opened.append(backend)
         return backend
 
-    def limiter(self, clock: Callable[[], float] | None = None) -> Limiter:
-        return Limiter(self.open(clock), clock=clock or time.time)
+    async def limiter(self, clock: Callable[[], float] | None = None) -> Limiter:
+        return Limiter(await self.open(clock), clock=clock or time.time)
 
     def keys_without_ttl(self) -> list[str]:
         return [] if self.redis is None else self.redis.keys_without_ttl(self.prefix)
@@ -116,10 +117,16 @@ class Backends:
             await backend.close()
 
 
-@pytest.fixture(params=["store", "redis"])
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
 async def limits_backend(request: pytest.FixtureRequest, tmp_path: Path):
     redis = request.getfixturevalue("redis_session") if request.param == "redis" else None
-    backends = Backends(request.param, tmp_path, redis)
+    if request.param == "postgres":
+        from stores import pg_schema_url
+
+        db = pg_schema_url(request.getfixturevalue("pg_database"))
+    else:
+        db = str(tmp_path / "limits.db")
+    backends = Backends(request.param, db, redis)
     yield backends
     await backends.close()
     if redis is not None:

@@ -23,7 +23,7 @@ from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing
-from botrunner.store import open_limits, open_store
+from botrunner.store import open_limits, start_store
 
 REPO = Path(__file__).resolve().parent.parent
 _EXE = Path(sys.executable).with_name("botrunner")
@@ -108,7 +108,7 @@ class ThreadServer:
         problems = live.load_all()
         assert not problems, problems
         self.live = live
-        store = open_store(self.db)
+        store = await start_store(self.db)
         limits = open_limits(self.limits_url, store)
         engine = Engine(store, limits=limits)
         for bot in live.bots.values():  # as `serve` does: loads the provider SDK up front

@@ -1,4 +1,5 @@
-"""The schema ships inside the wheel and is found there, without the checkout."""
+"""The schema and the model catalogue ship inside the wheel and are found there, without the
+checkout."""
 
 from __future__ import annotations
 
@@ -27,13 +28,16 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
         archive.extractall(tmp_path / "site")
     assert packaged == (ROOT / "schemas" / "bot.schema.json").read_text(encoding="utf-8")
     assert any(name.endswith("entry_points.txt") for name in names)
+    assert "botrunner/providers/models.json" in names
 
     bot = tmp_path / "bot.yaml"
     bot.write_text("name: t\nmodel: {name: m}\nsytem: hi\n", encoding="utf-8")
     code = (
         "import sys, botrunner.botfile.schema as s, botrunner.botfile.loader as l; "
         "print(s.schema_path()); print(s.load_schema()['title']); "
-        "print(l.check_file(sys.argv[1], env={})[1][0].message)"
+        "print(l.check_file(sys.argv[1], env={})[1][0].message); "
+        "from botrunner.providers import catalogue as c; "
+        "print(c.find_model('claude-haiku-4-5').id)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(bot)],
@@ -43,7 +47,8 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    location, title, message = result.stdout.splitlines()
+    location, title, message, haiku = result.stdout.splitlines()
+    assert haiku == "claude-haiku-4-5-20251001"  # the catalogue is read from the wheel
     assert Path(location) == tmp_path / "site" / "botrunner" / "bot.schema.json"
     assert title == json.loads(packaged)["title"]
     assert message == 'unknown key "sytem"'

@@ -25,6 +25,7 @@ from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool
 from botrunner.botfile import yamlsrc
 from botrunner.botfile.envcheck import check_env_refs, check_env_set, check_model
 from botrunner.botfile.filecheck import FileCheck, display
+from botrunner.botfile.modelcheck import check_model_name
 from botrunner.botfile.problems import Problem, format_text
 from botrunner.botfile.schemacheck import check_schema
 from botrunner.botfile.templatecheck import SYSTEM_VARIABLES, check_system, check_variables
@@ -94,6 +95,7 @@ def check_file(
     check_schema(check)
     check_env_refs(check)
     check_model(check)
+    check_model_name(check)
     variables = check_variables(check)
     system = check_system(check, variables)
     tools = check_tools(check)

@@ -1,6 +1,6 @@
 """The backends `serve` needs, checked at start-up: the conversation store (`--db`) and the
-limits backend (`--limits`). What can't be used is one line for the person who configured it
-(what is wrong, what to do, never a password) and exit code 2.
+limits backend (`--limits`). What can't be used is a StoreError: one line for the person who
+configured it (what is wrong, what to do, never a password), exit code 2 (`botrunner.cli`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from botrunner.store import (
     LimitsUnavailable,
     MissingExtra,
     open_limits,
-    open_store,
     parse_store_url,
+    start_store,
 )
-from botrunner.store.base import Store
-
-
-class StartupError(Exception):
-    """A backend can't be used as configured: one line for the user, exit code 2."""
+from botrunner.store.base import Store, StoreError
 
 
 def shown_url(url: str) -> str:
@@ -40,17 +36,17 @@ def shared_by_processes(db: str) -> bool:
 
 
 async def open_checked_store(db: str) -> Store:
-    """The store for `--db`, opened (and migrated)."""
-    return open_store(db)
+    """The store for `--db`, connected and migrated."""
+    return await start_store(db)
 
 
 async def open_checked_limits(url: str | None, store: Store) -> LimitStore:
     """The limits backend for `--limits` (the store when None), checked reachable; raises
-    StartupError saying what is wrong and what to do."""
+    StoreError saying what is wrong and what to do."""
     try:
         limits = open_limits(url, store)
     except (ValueError, MissingExtra) as exc:
-        raise StartupError(f"--limits: {exc}") from None
+        raise StoreError(f"--limits: {exc}") from None
     if limits is store:
         return store
     assert url is not None
@@ -59,7 +55,7 @@ async def open_checked_limits(url: str | None, store: Store) -> LimitStore:
     except LimitsUnavailable as exc:
         await limits.close()
         cause = exc.__cause__ or exc
-        raise StartupError(
+        raise StoreError(
             f"--limits {shown_url(url)}: can't reach it ({cause}). Start it or fix the URL."
         ) from None
     return limits
@@ -67,7 +63,7 @@ async def open_checked_limits(url: str | None, store: Store) -> LimitStore:
 
 async def check(db: str, limits_url: str | None) -> None:
     """Open both backends once and close them: migrations applied, both reachable. Raises
-    StartupError (or the store's own error)."""
+    StoreError."""
     store = await open_checked_store(db)
     try:
         limits = await open_checked_limits(limits_url, store)

@@ -26,7 +26,7 @@ import uvicorn
 
 from botrunner.botfile.livebot import Change, LiveBots
 from botrunner.botfile.problems import format_text
-from botrunner.commands.backends import StartupError, open_checked_limits, open_checked_store
+from botrunner.commands.backends import open_checked_limits, open_checked_store
 from botrunner.commands.workers import READY, WorkerLink, watch_parent
 from botrunner.engine.engine import Engine
 from botrunner.providers import MODULES as PROVIDER_MODULES
@@ -76,15 +76,12 @@ async def serve(
     limits_url: str | None,
     worker: WorkerLink | None = None,
 ) -> int:
-    if "://" not in str(db) and str(db) != ":memory:":
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-    store = await open_checked_store(str(db))
+    store = await open_checked_store(str(db))  # StoreError: one line from the CLI, exit 2
     try:
         limits = await open_checked_limits(limits_url, store)
-    except StartupError as exc:
-        _err(f"error: {exc}")
+    except BaseException:
         await store.close()
-        return 2
+        raise
     engine = Engine(store, limits=limits)
     app = create_app(live, engine, Settings(keys=keys, max_body_bytes=max_body_bytes))
     # The model SDK (about 2 s to import) loads in a thread while the server starts and

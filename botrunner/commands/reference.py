@@ -124,7 +124,46 @@ def render(schema: dict[str, Any] | None = None) -> str:
                 name += f" ([details](#{_anchor(anchor)}))"
             lines.append(f"| {name} | {_cell(_type(prop))} | {default} | {_cell(desc)} |")
         lines.append("")
+    lines += _model_table()
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _model_table() -> list[str]:
+    """The model catalogue (botrunner/providers/models.json) as a table for bot authors."""
+    from botrunner.providers.catalogue import catalogue
+
+    lines = [
+        "## Models botrunner knows",
+        "",
+        "`validate` checks `model.name` and `model.max_tokens` against this table (from "
+        "`botrunner/providers/models.json`): a name that is not here gets a warning (with a "
+        "did-you-mean when it is close to one), a `max_tokens` above the model's maximum is an "
+        "error. Prices are US dollars per million tokens, used by `botrunner usage`. A prompt "
+        "shorter than the minimum cacheable length is never cached.",
+        "",
+        "| Model | Also called | Status | Context window | Max output | Min cacheable prompt "
+        "| Input | Cache write (5 min / 1 h) | Cache read | Output |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in catalogue().models:
+        p = m.prices
+        money = (
+            [
+                f"${p.input:g}",
+                f"${p.cache_write_5m:g} / ${p.cache_write_1h:g}",
+                f"${p.cache_read:g}",
+            ]
+            + [f"${p.output:g}"]
+            if p
+            else ["", "", "", ""]
+        )
+        aliases = ", ".join(f"`{a}`" for a in m.aliases)
+        lines.append(
+            f"| `{m.id}` | {aliases} | {m.status} | {m.context_window:,} | "
+            f"{m.max_output_tokens:,} | {m.min_cacheable_tokens:,} | " + " | ".join(money) + " |"
+        )
+    lines.append("")
+    return lines
 
 
 def _anchor(title: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from botrunner.botfile.livebot import LiveBots
 from botrunner.botfile.problems import format_text
-from botrunner.commands.backends import StartupError, check, shared_by_processes
+from botrunner.commands.backends import check, shared_by_processes
 from botrunner.commands.process import announcement, run_loop, serve
 from botrunner.commands.workers import WorkerLink, listen, supervise
 from botrunner.engine import turnlog
@@ -112,11 +112,7 @@ def _supervise(
 ) -> int:
     """Check the backends once (migrations run here, not in N workers at once), bind the port
     once, then run the workers on it."""
-    try:
-        asyncio.run(check(str(db), limits))
-    except StartupError as exc:
-        _err(f"error: {exc}")
-        return 2
+    asyncio.run(check(str(db), limits))  # StoreError: one line from the CLI, exit 2
     try:
         sockets = listen(host, port, workers)
     except OSError as exc:

@@ -17,6 +17,16 @@ from botrunner.events import Usage
 TurnStatus = Literal["pending", "ok", "error", "stopped"]
 
 
+class StoreClosed(RuntimeError):
+    """The store was closed; no more calls are accepted."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used as configured (unreachable server, wrong
+    credentials, missing database, a schema newer than this botrunner...). The message is one
+    line for the person who configured it: what is wrong and what to do; never a password."""
+
+
 class MissingExtra(ImportError):
     """An optional dependency is not installed; the message names the command that installs it."""
 
@@ -255,3 +265,7 @@ class TurnStore(Protocol):
 
 class Store(ConversationStore, LimitStore, TurnStore, Protocol):
     """One backend serving all: what `botrunner.store.open_store` returns."""
+
+    async def start(self) -> None:
+        """Connect and apply migrations; raise StoreError when that is impossible. Call once,
+        before anything else (`botrunner.store.start_store` does both steps)."""

@@ -486,8 +486,9 @@ def test_body_only_for_post_put_patch(tmp_path):
 
 
 def test_literal_api_key_is_a_warning(tmp_path):
-    text = MINIMAL + "  api_key: sk-ant-123\n"
-    text = MINIMAL.replace("  name: claude-sonnet-4-6\n", "  name: c\n  api_key: sk-ant-123\n")
+    text = MINIMAL.replace(
+        "  name: claude-sonnet-4-6\n", "  name: claude-sonnet-4-6\n  api_key: sk-ant-123\n"
+    )
     assert only(tmp_path, text).startswith("4:12: warning: the API key is written in the file")
 
 

@@ -1,5 +1,5 @@
-"""Per-user limits over every real limits backend (the SQLite store and Redis, through the
-`limits_backend` fixture): GCRA requests per minute (atomic under concurrency), tokens per UTC
+"""Per-user limits over every real limits backend (the SQLite and PostgreSQL stores, and
+Redis, through the `limits_backend` fixture): GCRA requests per minute (atomic under concurrency), tokens per UTC
 day with reservations for turns in flight, isolation per user and bot, survival across
 restarts."""
 
@@ -61,7 +61,7 @@ def admitted(results: list[object]) -> int:
 
 async def test_100_simultaneous_requests_admit_exactly_5(limits_backend):
     bot = make_bot(rpm=5)
-    limiter = limits_backend.limiter()  # real clock: the calls really are simultaneous
+    limiter = await limits_backend.limiter()  # real clock: the calls really are simultaneous
     results = await outcomes(limiter, bot, "alice", 100)
     refused = [r for r in results if isinstance(r, RateLimited)]
     assert admitted(results) == 5 and len(refused) == 95
@@ -70,7 +70,7 @@ async def test_100_simultaneous_requests_admit_exactly_5(limits_backend):
 
 async def test_gcra_refills_one_per_interval(limits_backend):
     clock = Clock(NOON)
-    limiter = limits_backend.limiter(clock)
+    limiter = await limits_backend.limiter(clock)
     bot = make_bot(rpm=10)  # one every 6 s, burst of 10
     assert admitted(await outcomes(limiter, bot, "u", 11)) == 10
     with pytest.raises(RateLimited) as refused:
@@ -88,7 +88,7 @@ async def test_gcra_refills_one_per_interval(limits_backend):
 
 
 async def test_limits_are_per_user_per_bot(limits_backend):
-    limiter = limits_backend.limiter(Clock(NOON))
+    limiter = await limits_backend.limiter(Clock(NOON))
     tutor, other = make_bot("tutor", rpm=1), make_bot("other", rpm=1)
     await limiter.admit(tutor, "alice")
     with pytest.raises(RateLimited):
@@ -98,7 +98,7 @@ async def test_limits_are_per_user_per_bot(limits_backend):
 
 
 async def test_no_limits_means_no_checks(limits_backend):
-    limiter = limits_backend.limiter(Clock(NOON))
+    limiter = await limits_backend.limiter(Clock(NOON))
     bot = make_bot()
     for _ in range(50):
         assert await limiter.admit(bot, "alice") is None
@@ -106,7 +106,7 @@ async def test_no_limits_means_no_checks(limits_backend):
 
 async def test_tokens_per_day(limits_backend):
     clock = Clock(NOON)
-    limiter = limits_backend.limiter(clock)
+    limiter = await limits_backend.limiter(clock)
     bot = make_bot(tpd=1000)
     turn = await limiter.admit(bot, "alice")
     await limiter.record(bot, "alice", Usage(400, 200), turn)
@@ -125,7 +125,7 @@ async def test_tokens_per_day(limits_backend):
 
 async def test_token_refusal_does_not_use_a_request_slot(limits_backend):
     clock = Clock(NOON + 12 * 3600 - 1)  # a second before midnight UTC
-    limiter = limits_backend.limiter(clock)
+    limiter = await limits_backend.limiter(clock)
     bot = make_bot(rpm=2, tpd=10)
     await limiter.record(bot, "alice", Usage(10, 0))
     for _ in range(5):
@@ -142,7 +142,7 @@ async def test_simultaneous_turns_reserve_their_estimate(limits_backend):
     """20 turns at once against 1,000 tokens a day: each holds its estimate (256 + its input)
     from admission, so 4 are admitted, not 20; the refusals say the budget is held by replies
     in progress (not spent until midnight) and ask for a short wait."""
-    limiter = limits_backend.limiter(Clock(NOON))
+    limiter = await limits_backend.limiter(Clock(NOON))
     bot = make_bot(tpd=1000)
     estimate = estimate_tokens(bot, "")
     assert 256 < estimate < 270
@@ -160,7 +160,7 @@ async def test_simultaneous_turns_reserve_their_estimate(limits_backend):
 
 async def test_a_turn_is_charged_to_the_day_it_was_admitted(limits_backend):
     clock = Clock(NOON + 12 * 3600 - 1)  # one second before midnight UTC
-    limiter = limits_backend.limiter(clock)
+    limiter = await limits_backend.limiter(clock)
     bot = make_bot(tpd=1000)
     turn = await limiter.admit(bot, "alice")
     clock.now += 5
@@ -174,9 +174,9 @@ async def test_a_reservation_never_settled_expires(limits_backend):
     it expires (the turn's deadline plus a margin), then the next admission drops it."""
     clock = Clock(NOON)
     bot = make_bot(tpd=200)
-    dead = limits_backend.limiter(clock)
+    dead = await limits_backend.limiter(clock)
     await dead.admit(bot, "alice")  # its turn never ends
-    alive = limits_backend.limiter(clock)
+    alive = await limits_backend.limiter(clock)
     with pytest.raises(RateLimited) as refused:
         await alive.admit(bot, "alice")
     assert "in progress" in refused.value.message
@@ -192,13 +192,13 @@ async def test_a_reservation_never_settled_expires(limits_backend):
 async def test_limits_survive_a_restart(limits_backend):
     clock = Clock(NOON)
     bot = make_bot(rpm=3)
-    first = limits_backend.limiter(clock)
+    first = await limits_backend.limiter(clock)
     for _ in range(3):
         await first.admit(bot, "alice")
     await first.record(make_bot("tokens", tpd=100), "bob", Usage(90, 20))
     await first.backend.close()
 
-    second = limits_backend.limiter(clock)
+    second = await limits_backend.limiter(clock)
     with pytest.raises(RateLimited) as refused:
         await second.admit(bot, "alice")
     assert refused.value.kind == "requests"

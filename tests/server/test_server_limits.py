@@ -1,4 +1,5 @@
-"""Per-user limits over HTTP, with every limits backend (`limits_backend`: the store, Redis):
+"""Per-user limits over HTTP, with every limits backend (`limits_backend`: the SQLite and
+PostgreSQL stores, Redis):
 atomic admission under concurrency, and the daily token budget with reservations."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ async def test_100_simultaneous_requests_admit_exactly_5(
     async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
         return await client.post(f"/chat/s{i}", json={"message": f"question {i}"})
 
-    with ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv:
+    with ThreadServer(path, limits_backend.db, limits=limits_backend.url) as srv:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(base_url=srv.url, limits=limits, timeout=30) as client:
             responses = await asyncio.gather(*(one(client, i) for i in range(100)))
@@ -52,7 +53,7 @@ def test_tokens_per_day_exhausted(tmp_path, fake_anthropic, monkeypatch, limits_
     fake_anthropic.enqueue(text("A long answer", input_tokens=40, output_tokens=20))
     path = limited_bot(tmp_path, "    tokens_per_day: 50\n")
     with (
-        ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv,
+        ThreadServer(path, limits_backend.db, limits=limits_backend.url) as srv,
         httpx.Client(base_url=srv.url, timeout=30) as client,
     ):
         first = client.post("/chat/t", json={"message": "hi"})
@@ -88,7 +89,7 @@ async def test_20_simultaneous_requests_cannot_spend_the_token_budget_20_times(
     async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
         return await client.post(f"/chat/s{i}", json={"message": f"question {i}"})
 
-    with ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv:
+    with ThreadServer(path, limits_backend.db, limits=limits_backend.url) as srv:
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
         async with httpx.AsyncClient(base_url=srv.url, limits=limits, timeout=30) as client:
             responses = await asyncio.gather(*(one(client, i) for i in range(20)))
@@ -121,7 +122,7 @@ async def test_reservations_are_replaced_by_real_usage_when_turns_end(
     async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
         return await client.post(f"/chat/s{i}", json={"message": "hi"})
 
-    with ThreadServer(path, tmp_path / "bots.db", limits=limits_backend.url) as srv:
+    with ThreadServer(path, limits_backend.db, limits=limits_backend.url) as srv:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
             for wave in range(2):
                 fake_anthropic.enqueue(
