@@ -222,6 +222,9 @@ class BotrunnerPeer(Peer):
     def db_url(self, workdir: Path, tag: str) -> str:
         return str(self.db_path(workdir, tag))
 
+    def extra_args(self) -> list[str]:
+        return []
+
     async def start(self, upstream_url, workdir, log_dir, tag):
         self.version = botrunner_version()
         botdir = workdir / f"bots-{self.name}-{tag}"
@@ -232,6 +235,7 @@ class BotrunnerPeer(Peer):
         self.port = procs.free_port()
         db = self.db_url(workdir, tag)
         argv = [*botrunner_cmd(), "serve", str(botdir), "--port", str(self.port), "--db", db]
+        argv += self.extra_args()
         if not self.reload:
             argv.append("--no-reload")
         t0 = time.perf_counter()
@@ -281,10 +285,30 @@ def _drop_leftover_databases() -> None:
 atexit.register(_drop_leftover_databases)
 
 
+REDIS = os.environ.get("BOTRUNNER_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _drop_redis_keys(prefix: str) -> None:
+    """Delete the run's limit counters (they expire anyway; this keeps Redis tidy)."""
+    with contextlib.suppress(Exception):
+        import redis
+
+        client = redis.Redis.from_url(REDIS, socket_connect_timeout=2)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 class BotrunnerPostgresPeer(BotrunnerPeer):
-    """`botrunner serve` as the botrunner peer, on a PostgreSQL database of its own."""
+    """`botrunner serve` as the botrunner peer, on a PostgreSQL database of its own, with the
+    per-user limit counters in Redis (`--limits`), as a multi-process deployment runs it."""
 
     database: str | None = None
+    redis_prefix: str = ""
+
+    def extra_args(self) -> list[str]:
+        return ["--limits", f"{REDIS}?prefix={self.redis_prefix}"]
 
     def db_url(self, workdir: Path, tag: str) -> str:
         assert self.database is not None
@@ -301,10 +325,13 @@ class BotrunnerPostgresPeer(BotrunnerPeer):
             ) from exc
         procs.DATABASES.add(self.database)
         self.extra["database"] = self.database
+        self.redis_prefix = f"{self.database}:"
         await super().start(upstream_url, workdir, log_dir, tag)
 
     async def stop(self) -> None:
         await super().stop()
+        if self.redis_prefix:
+            _drop_redis_keys(self.redis_prefix)
         if self.database is not None:
             procs.DATABASES.discard(self.database)
             await _pg_admin(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
@@ -398,8 +425,9 @@ def make_peers(names: list[str]) -> list[Peer]:
                                      persists_history=True))  # fmt: skip
         elif n == "botrunner-postgres":
             out.append(BotrunnerPostgresPeer(n, "botrunner serve (PostgreSQL)",
-                                             "as botrunner, with history and rate limits in "
-                                             "PostgreSQL (asyncpg; same server, same 2 cores)",
+                                             "as botrunner, with history in PostgreSQL "
+                                             "(asyncpg) and limits in Redis; both servers on "
+                                             "the same 2 cores",
                                              persists_history=True))  # fmt: skip
         elif n in ("botrunner-sse", "botrunner-openai"):
             proto = "sse" if n.endswith("sse") else "openai"

@@ -169,6 +169,24 @@ def chat(
     help="Seconds replies in flight may take to finish on shutdown.",
 )
 @click.option(
+    "--max-header-bytes",
+    envvar="BOTRUNNER_MAX_HEADER_BYTES",
+    show_envvar=True,
+    default=32 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request line and headers accepted, in bytes (larger: 431).",
+)
+@click.option(
+    "--max-headers",
+    envvar="BOTRUNNER_MAX_HEADERS",
+    show_envvar=True,
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most request headers accepted (more: 431).",
+)
+@click.option(
     "--workers",
     default=1,
     show_default=True,
@@ -187,11 +205,14 @@ def serve(
     log_to: str,
     insecure_no_auth: bool,
     grace: float,
+    max_header_bytes: int,
+    max_headers: int,
     workers: int,
     worker: str | None,
 ) -> int:
     """Serve the bot in PATH (a bot file or a directory of them) over HTTP."""
     from botrunner.commands import serve as command
+    from botrunner.server.headlimits import HeadLimits
 
     return command.run(
         path,
@@ -204,6 +225,7 @@ def serve(
         log_to=log_to,
         insecure_no_auth=insecure_no_auth,
         grace=grace,
+        head_limits=HeadLimits(max_header_bytes, max_headers),
         workers=workers,
         worker=worker,
     )

@@ -34,6 +34,7 @@ from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing
+from botrunner.server.headlimits import bounded_protocol
 
 log = logging.getLogger("botrunner.serve")
 
@@ -70,9 +71,8 @@ async def serve(
     port: int,
     db: Path | str,
     reload: bool,
-    keys: KeyRing,
     grace: float,
-    max_body_bytes: int,
+    settings: Settings,
     limits_url: str | None,
     worker: WorkerLink | None = None,
 ) -> int:
@@ -83,7 +83,7 @@ async def serve(
         await store.close()
         raise
     engine = Engine(store, limits=limits)
-    app = create_app(live, engine, Settings(keys=keys, max_body_bytes=max_body_bytes))
+    app = create_app(live, engine, settings)
     # The model SDK (about 2 s to import) loads in a thread while the server starts and
     # listens; a chat turn that comes first waits for it.
     loading = _import_providers(live)
@@ -96,6 +96,8 @@ async def serve(
         access_log=False,
         server_header=False,
         lifespan="off",
+        # httptools, with the bytes buffered for an unfinished request head bounded.
+        http=bounded_protocol(settings.head_limits),
     )
     server = _Server(config)
     stop = asyncio.Event()
@@ -105,7 +107,7 @@ async def serve(
         sockets = [listening]
         watch_parent(control, server.handle_exit_signal)
     tasks = [
-        asyncio.create_task(_announce(server, live, keys, control)),
+        asyncio.create_task(_announce(server, live, settings.keys, control)),
         # Workers after the first keep quiet: one warning per bot, not one per worker.
         asyncio.create_task(
             _check_providers(engine, live, loading, quiet=worker is not None and worker.index > 0)

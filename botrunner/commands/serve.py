@@ -22,7 +22,9 @@ from botrunner.commands.backends import check, shared_by_processes
 from botrunner.commands.process import announcement, run_loop, serve
 from botrunner.commands.workers import WorkerLink, listen, supervise
 from botrunner.engine import turnlog
+from botrunner.server import Settings
 from botrunner.server.auth import KeyRing, KeysError, load_keys
+from botrunner.server.headlimits import HeadLimits
 
 
 def _err(text: str) -> None:
@@ -51,6 +53,7 @@ def run(
     grace: float = 30.0,
     max_body_bytes: int = 64 * 1024,
     limits: str | None = None,
+    head_limits: HeadLimits | None = None,
     workers: int = 1,
     worker: str | None = None,
 ) -> int:
@@ -93,10 +96,16 @@ def run(
         argv += ["--keys", str(keys_file)] if keys_file else []
         argv += [] if reload else ["--no-reload"]
         argv += ["--insecure-no-auth"] if insecure_no_auth else []
+        if head_limits is not None:
+            argv += ["--max-header-bytes", str(head_limits.max_bytes)]
+            argv += ["--max-headers", str(head_limits.max_count)]
         return _supervise(argv, workers, host, port, db, limits, grace, live, keys)
     turnlog.configure(log_to)
+    settings = Settings(keys=keys, max_body_bytes=max_body_bytes)
+    if head_limits is not None:
+        settings.head_limits = head_limits
     link = WorkerLink.parse(worker) if worker else None
-    return run_loop(serve(live, host, port, db, reload, keys, grace, max_body_bytes, limits, link))
+    return run_loop(serve(live, host, port, db, reload, grace, settings, limits, link))
 
 
 def _supervise(

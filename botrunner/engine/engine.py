@@ -33,6 +33,7 @@ from botrunner.store.base import (
     Store,
     TokenCharge,
 )
+from botrunner.store.transcript import Transcript
 from botrunner.tools.http import ToolRunner
 
 log = logging.getLogger("botrunner.engine")
@@ -64,6 +65,21 @@ def clean_message(text: str, max_chars: int) -> str:
     return text
 
 
+def clean_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client's earlier messages with control characters stripped from their text, as
+    from a new message (nothing is refused: what memory sends of them is bounded)."""
+    cleaned = []
+    for message in messages:
+        blocks = [
+            {**b, "text": _CONTROL.sub("", str(b.get("text", "")))}
+            if b.get("type") == "text"
+            else b
+            for b in message.get("content") or []
+        ]
+        cleaned.append({**message, "content": blocks})
+    return cleaned
+
+
 class Engine:
     """Shared by every transport. Owns the tool runner and background work (summaries)."""
 
@@ -93,15 +109,22 @@ class Engine:
         user: Mapping[str, Any] | None = None,
         variables: Mapping[str, Any] | None = None,
         request_id: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> PreparedTurn:
         """Validate and acknowledge one user message. Raises InputError, RateLimited,
-        LimitsUnavailable or ProviderError before anything is stored."""
+        LimitsUnavailable or ProviderError before anything is stored.
+
+        `history`: the earlier messages (wire shape) of a conversation the client keeps
+        itself. When given, the memory policy is applied to them and nothing stored is read:
+        the store only receives this turn, under `key` (which should name a session of its
+        own). None: the earlier turns are the stored ones of `key`."""
         text = clean_message(message, bot.limits.max_message_chars)
         provider = get_provider(bot)
         provider.check()
         content = [{"type": "text", "text": text}]
         admission = self.limiter.admission(bot, key.user, text)
-        recent = get_strategy(bot.memory.strategy).recent(bot)
+        transcript = None if history is None else Transcript(clean_history(history))
+        recent = None if transcript is not None else get_strategy(bot.memory.strategy).recent(bot)
         if admission is None or self.limits_in_store:
             started = await self.store.start_turn(key, content, admission, recent)
         else:
@@ -117,7 +140,16 @@ class Engine:
             assert admission is not None
             raise self.limiter.refusal(admission, started)
         return PreparedTurn(
-            self, bot, provider, started, text, dict(user or {}), variables, request_id, admission
+            self,
+            bot,
+            provider,
+            started,
+            text,
+            dict(user or {}),
+            variables,
+            request_id,
+            admission,
+            transcript=transcript,
         )
 
     @property

@@ -26,6 +26,7 @@ from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import Admission, StartedTurn, Store
+from botrunner.store.transcript import Transcript
 from botrunner.tools import ToolOutcome, ToolRunner
 
 
@@ -56,6 +57,8 @@ class PreparedTurn:
         variables: Mapping[str, Any] | None,
         request_id: str | None,
         admission: Admission | None = None,
+        *,
+        transcript: Transcript | None = None,
     ) -> None:
         self.engine, self.bot, self.provider = engine, bot, provider
         self.admission = admission  # what the turn was admitted under (its reservation)
@@ -64,7 +67,7 @@ class PreparedTurn:
         self._durable: asyncio.Future[None] | None = started.durable  # None once resolved
         # The store could not make the user's message durable: the turn was rolled back.
         self.lost = False
-        self.user, self.variables = user, variables
+        self.user, self.variables, self.transcript = user, variables, transcript
         key = self.conv.key
         self.user.setdefault("id", key.user)
         self.record = TurnRecord(
@@ -138,7 +141,10 @@ class PreparedTurn:
         finishing: asyncio.Future[None] | None = None
         try:
             memory = get_strategy(bot.memory.strategy)
-            if self.started.recent is not None:  # read by start_turn (see Engine.prepare)
+            if (kept := self.transcript) is not None:  # the client's, instead of the store's
+                own = kept.conversation(conv.key)
+                context = await memory.context(kept, own, bot, kept.next_turn, self.text)
+            elif self.started.recent is not None:  # read by start_turn (see Engine.prepare)
                 context = memory.from_recent(conv, bot, self.started.recent)
             else:
                 context = await memory.context(store, conv, bot, turn, self.text)
@@ -196,8 +202,8 @@ class PreparedTurn:
             await asyncio.shield(finishing)
             yield Done(usage, reply.stop_reason)
         except ProviderError as exc:
-            record.error_code = exc.code
-            yield Error(exc.code, exc.message)
+            record.error_code, record.error_detail = exc.code, exc.detail or None
+            yield Error(exc.code, exc.message, exc.detail)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(
@@ -256,7 +262,8 @@ class PreparedTurn:
         if stored is not None and stored != status:
             self.record.outcome = status = stored
         log_turn(self.record)
-        if status == "ok" and bot.memory.strategy == "summarize":
+        # A summary of a conversation the client keeps would never be read again.
+        if status == "ok" and bot.memory.strategy == "summarize" and self.transcript is None:
             memory = get_strategy(bot.memory.strategy)
             engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
 

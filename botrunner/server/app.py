@@ -10,14 +10,15 @@ import asyncio
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from botrunner.botfile.livebot import LiveBots
 from botrunner.botfile.problems import format_text
 from botrunner.engine import Engine
 from botrunner.server import chat, errors, openai_compat
+from botrunner.server.jsonbody import JSONBody
 from botrunner.server.metrics import Metrics
 from botrunner.server.middleware import Gate
 from botrunner.server.state import ServerState, Settings
@@ -32,11 +33,17 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
         summary="A YAML bot over HTTP: streamed chat, stored sessions, OpenAI-compatible API.",
         docs_url="/docs",
         redoc_url=None,
+        default_response_class=JSONBody,
     )
     state = ServerState(live, engine, settings, Metrics())
     app.state.botrunner = state
     errors.install(app)
-    app.add_middleware(Gate, keys=settings.keys, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        Gate,
+        keys=settings.keys,
+        max_body_bytes=settings.max_body_bytes,
+        head_limits=settings.head_limits,
+    )
     app.include_router(chat.router)
     app.include_router(openai_compat.router)
 
@@ -45,13 +52,18 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        ready = readiness(live)
-        ready.update(await backends(engine))
-        ok = live.bots and all(ready[b]["status"] == "ok" for b in ("store", "limits"))
+    async def readyz(request: Request) -> JSONBody:
+        # Probes need no key. Paths and reload errors are for the operator: with keys
+        # configured, only a caller with a valid key sees them (and the backends' state).
+        full = not settings.keys or getattr(request.state, "principal", None) is not None
+        body = readiness(live) if full else brief_readiness(live)
+        states = await backends(engine)
+        ok = bool(live.bots) and all(states[b]["status"] == "ok" for b in ("store", "limits"))
+        if full:
+            body.update(states)
         if live.bots and not ok:
-            ready["status"] = "a backend is unavailable"
-        return JSONResponse(ready, status_code=200 if ok else 503)
+            body["status"] = "a backend is unavailable"
+        return JSONBody(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -85,6 +97,14 @@ async def backends(engine: Engine) -> dict[str, Any]:
     return {
         "store": {"status": store},
         "limits": {"backend": name, "status": await state(engine.limits)},
+    }
+
+
+def brief_readiness(live: LiveBots) -> dict[str, Any]:
+    """What anyone may know: whether the server is ready, and which bots it serves."""
+    return {
+        "status": "ready" if live.bots else "no bots loaded",
+        "bots": [{"name": name} for name in sorted(live.bots)],
     }
 
 

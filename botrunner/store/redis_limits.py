@@ -42,10 +42,10 @@ INSTALL = "pip install 'botrunner[redis]'"
 DEFAULT_PREFIX = "botrunner:"
 # A day's token count outlives its day by one more, for turns that settle after midnight.
 TOKENS_TTL_SECONDS = 2 * 86400
-# Seconds to wait for Redis (or for one of its connections) before refusing with a 503.
+# Seconds to wait for Redis before refusing the request with a 503.
 TIMEOUT_SECONDS = 2.0
-# Connections to Redis per process.
-MAX_CONNECTIONS = 16
+# Connections per process: a check or a charge holds one for one round trip.
+MAX_CONNECTIONS = 32
 # What a refused client is told to wait while Redis is unreachable.
 RETRY_AFTER_SECONDS = 5.0
 
@@ -147,10 +147,11 @@ class RedisLimits:
         client_url, self.prefix, self.shown = split_url(url)
         self._clock = clock
         try:
+            # A blocking pool: with more requests in flight than connections, a request waits
+            # for one (up to the timeout). redis-py's default pool raises "Too many
+            # connections" past 100 instead, which turned load into 503s.
             pool = aioredis.BlockingConnectionPool.from_url(
                 client_url,
-                # A few connections, shared: a burst of requests queues on them (each call is
-                # a fraction of a millisecond) instead of opening a connection per request.
                 max_connections=MAX_CONNECTIONS,
                 timeout=TIMEOUT_SECONDS,
                 socket_connect_timeout=TIMEOUT_SECONDS,
@@ -159,9 +160,9 @@ class RedisLimits:
                 # retry reconnects. More would keep a request waiting while Redis is down.
                 retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1, (RedisConnectionError,)),
             )
+            self._client = aioredis.Redis.from_pool(pool)
         except ValueError as exc:
             raise ValueError(f"{self.shown}: {exc}") from None
-        self._client = aioredis.Redis.from_pool(pool)
         self._admit = self._client.register_script(_ADMIT)
         self._settle = self._client.register_script(_SETTLE)
         # Whether the last call reached Redis (None: no call yet). Changes are logged once,

@@ -11,6 +11,12 @@ import httpx
 from fake_anthropic import text
 from test_server_harness import ThreadServer, upstream_env, write_bot
 
+# How long a reply takes in the budget tests: the simultaneous requests must all be admitted or
+# refused while the first replies still run. One user's admissions with a budget queue on one
+# lock through their commits (PostgreSQL: one fsync each), which on a loaded 2-core machine
+# took up to 0.4 s for 20 requests.
+TURN = 1.5
+
 
 def limited_bot(tmp_path, per_user: str):
     return write_bot(tmp_path, extra=f"limits:\n  per_user:\n{per_user}")
@@ -79,11 +85,10 @@ async def test_20_simultaneous_requests_cannot_spend_the_token_budget_20_times(
 ):
     """The budget holds under concurrency: the first turn reserves its estimate (input plus
     max_tokens: over 100) at admission, so the 19 others are refused before reaching the model,
-    although no turn has finished (been charged) yet (the replies take 3 s to start, so that
-    every request is decided while the first is in flight, however loaded the machine)."""
+    although no turn has finished (been charged) yet."""
     upstream_env(monkeypatch, fake_anthropic)
     fake_anthropic.enqueue(
-        *(text(f"Answer {i}", input_tokens=70, output_tokens=50, ttft=3.0) for i in range(20))
+        *(text(f"Answer {i}", input_tokens=70, output_tokens=50, ttft=TURN) for i in range(20))
     )
     path = limited_bot(tmp_path, "    tokens_per_day: 100\n")
 
@@ -127,7 +132,7 @@ async def test_reservations_are_replaced_by_real_usage_when_turns_end(
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
             for wave in range(2):
                 fake_anthropic.enqueue(
-                    *(text("ok", input_tokens=20, output_tokens=10, ttft=3.0) for _ in range(20))
+                    *(text("ok", input_tokens=20, output_tokens=10, ttft=TURN) for _ in range(20))
                 )
                 responses = await asyncio.gather(*(one(client, i) for i in range(20)))
                 admitted = [r for r in responses if r.status_code == 200]

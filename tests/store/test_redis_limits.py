@@ -51,6 +51,22 @@ async def test_processes_whose_clocks_disagree_share_one_exact_limit(redis_sessi
         await ahead.close()
 
 
+async def test_more_requests_in_flight_than_connections_wait_for_one(redis_session):
+    """300 simultaneous admissions through one backend (over its pool of connections, and
+    over redis-py's default of 100): every one is decided, none is refused as unavailable."""
+    backend = RedisLimits(f"{REDIS_URL}?prefix={redis_session.new_prefix()}")
+    try:
+        limiter = Limiter(backend)
+        results = await asyncio.gather(
+            *(limiter.admit(bot(rpm=50), f"user{i % 3}") for i in range(300)),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if isinstance(r, LimitsUnavailable)]
+        assert sum(not isinstance(r, BaseException) for r in results) == 150  # 50 x 3 users
+    finally:
+        await backend.close()
+
+
 async def test_every_key_has_a_ttl_matching_what_it_holds(redis_session):
     prefix = redis_session.new_prefix()
     backend = RedisLimits(f"{REDIS_URL}?prefix={prefix}")

@@ -139,9 +139,16 @@ class PGLimits(PGPool):
                 yield c
                 return
             key = zlib.crc32(f"{a.bot}\x00{a.user}".encode()) - 2**31
-            async with c.transaction():
-                await c.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, {key})")
+            # BEGIN and the lock in one round trip: the lock is held until COMMIT, and the
+            # next admission of the same user waits for it, so every round trip counts.
+            await c.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_LOCK_CLASS}, {key})")
+            try:
                 yield c
+            except BaseException:
+                with contextlib.suppress(Exception):  # else the pool resets the connection
+                    await c.execute("ROLLBACK")
+                raise
+            await c.execute("COMMIT")
 
     async def admit(self, admission: Admission) -> Refused | None:
         """Check and count `admission` atomically: budget, rate, then the reservation."""
