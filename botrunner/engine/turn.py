@@ -41,6 +41,11 @@ class Services(Protocol):
     def spawn(self, coro: Any) -> None: ...
 
 
+# How many calls of one reply run at once: one conversation must not take every connection of
+# the tool client that all bots and users share.
+TOOL_CONCURRENCY = 4
+
+
 class NotStored(Exception):
     """The store could not make a turn's user message durable (its write was rolled back)."""
 
@@ -187,7 +192,7 @@ class PreparedTurn:
                 for call in calls:
                     record.tool_calls.append(call["name"])
                     yield ToolCall(call["id"], call["name"], call.get("input"))
-                outcomes = await asyncio.gather(*(self._run_tool(call) for call in calls))
+                outcomes = await self._run_tools(calls)
                 for call, outcome in zip(calls, outcomes, strict=True):
                     yield ToolResult(call["id"], call["name"], outcome.content, outcome.is_error)
                     results.append(_tool_result(call["id"], outcome))
@@ -266,6 +271,24 @@ class PreparedTurn:
         if status == "ok" and bot.memory.strategy == "summarize" and self.transcript is None:
             memory = get_strategy(bot.memory.strategy)
             engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
+
+    async def _run_tools(self, calls: list[dict[str, Any]]) -> list[ToolOutcome]:
+        """One reply's calls: at most `max_tool_calls_per_reply` are made, TOOL_CONCURRENCY at
+        a time; the rest get an error result (every tool_use needs its tool_result)."""
+        cap = self.bot.limits.max_tool_calls_per_reply
+        gate = asyncio.Semaphore(TOOL_CONCURRENCY)
+
+        async def run(call: dict[str, Any]) -> ToolOutcome:
+            async with gate:
+                return await self._run_tool(call)
+
+        made = await asyncio.gather(*(run(call) for call in calls[:cap]))
+        skipped = ToolOutcome(
+            f"Not run: a reply may make at most {cap} tool calls (limits.max_tool_calls_per_reply)."
+            f" The first {cap} were made; call the others again after reading their results.",
+            is_error=True,
+        )
+        return [*made, *(skipped for _ in calls[cap:])]
 
     async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
         tool = self.bot.tool(call["name"])

@@ -289,7 +289,7 @@ def test_host_from_env_is_allowed(tmp_path):
     text = TOOL.replace("https://api.example.com/", "https://${API_HOST:-api.example.com}/")
     bot, shown, _ = check(tmp_path, text)
     assert shown == []
-    assert bot.tools[0].http.url.render({"city": "a/b"}) == "https://api.example.com/weather/a%2Fb"
+    assert bot.tools[0].http.url.render({"city": "a b"}) == "https://api.example.com/weather/a%20b"
 
 
 def test_url_must_have_a_scheme(tmp_path):
