@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from botrunner.bot import Bot
@@ -37,6 +37,7 @@ class Services(Protocol):
     store: Store
     limiter: Limiter
     tools: ToolRunner
+    clock: Callable[[], dt.datetime]
 
     def spawn(self, coro: Any) -> None: ...
 
@@ -85,7 +86,7 @@ class PreparedTurn:
         )
 
     def system_prompt(self, suffix: str) -> str:
-        now = dt.datetime.now().astimezone()
+        now = self.engine.clock()
         context: dict[str, Any] = dict(self.bot.variables)
         if self.variables:
             context.update(self.variables)

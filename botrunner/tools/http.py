@@ -71,8 +71,16 @@ class _Refused(Exception):
 class ToolRunner:
     """Runs tool calls over one shared httpx client (connection pooling across turns)."""
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network under the same client settings (`botrunner test`
+        serves canned responses through it)."""
         self._client = client or httpx.AsyncClient(
+            transport=transport,
             follow_redirects=False,
             trust_env=False,
             cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
