@@ -1,14 +1,15 @@
 """Fixtures for every test: the fake upstreams, one per provider, and `upstream`, which runs a
 test once against each (the provider-neutral tests: engine, tools, retries); the stores every
 store test runs against (`store_url`: SQLite and PostgreSQL); every limits backend behind one
-parametrized fixture (`limits_backend`), and Redis."""
+parametrized fixture (`limits_backend`), Redis, and a database several processes can share
+(`shared_db`)."""
 
 from collections.abc import Iterator
 
 import pytest
 from fake_anthropic import FakeAnthropic, fake_anthropic  # noqa: F401
 from fake_openai import FakeOpenAI, fake_openai  # noqa: F401
-from limits_backends import limits_backend, redis_session  # noqa: F401
+from limits_backends import limits_backend, redis_session, shared_db  # noqa: F401
 from stores import pg_database, pg_url, store_url  # noqa: F401
 
 from botrunner.botfile.schema import load_schema
