@@ -8,43 +8,56 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens of one or more model calls, split the way they are billed. `input_tokens` is
-    the uncached input only (as the Messages API reports it): the whole prompt is
-    `input_tokens + cache_read_tokens + cache_write_tokens`. `cache_write_1h_tokens` is the
-    part of the writes made with the 1-hour TTL (priced higher than 5-minute writes)."""
+    """Tokens of one or more model calls, split the way they are billed. None is "not
+    reported": some OpenAI-compatible servers send no usage (or no cache counts), and a count
+    is never guessed. `input_tokens` is the uncached input only, as the Messages API counts
+    it: the whole prompt is `input_tokens + cache_read_tokens + cache_write_tokens`.
+    `cache_write_1h_tokens` is the part of the writes made with the 1-hour TTL (priced higher
+    than 5-minute writes)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read_tokens + other.cache_read_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
-            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            _plus(self.input_tokens, other.input_tokens),
+            _plus(self.output_tokens, other.output_tokens),
+            _plus(self.cache_read_tokens, other.cache_read_tokens),
+            _plus(self.cache_write_tokens, other.cache_write_tokens),
+            _plus(self.cache_write_1h_tokens, other.cache_write_1h_tokens),
         )
 
     @property
     def prompt_tokens(self) -> int:
-        """Every prompt token, however it was billed."""
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+        """Every reported prompt token, however it was billed."""
+        return (
+            (self.input_tokens or 0)
+            + (self.cache_read_tokens or 0)
+            + (self.cache_write_tokens or 0)
+        )
 
     @property
-    def total_tokens(self) -> int:
-        """Every token the call used: what the daily token budget counts."""
-        return self.prompt_tokens + self.output_tokens
+    def known(self) -> int:
+        """Every reported token (the whole prompt, cached or not, and the output): what the
+        daily token budget counts."""
+        return self.prompt_tokens + (self.output_tokens or 0)
 
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-        }
+    def to_dict(self) -> dict[str, int | None]:
+        out = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cache_read_tokens is not None:
+            out["cache_read_tokens"] = self.cache_read_tokens
+        if self.cache_write_tokens is not None:
+            out["cache_write_tokens"] = self.cache_write_tokens
+        return out
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,10 +145,11 @@ class Limiter:
     def charge(
         self, bot: Bot, user: str, usage: Usage, admission: Admission | None = None
     ) -> TokenCharge | None:
-        """A turn's real usage, charged to the day its admission counted against (today,
-        without one), releasing its reservation. Every token counts: the whole prompt (cache
-        reads and writes as well as uncached input) and the output."""
-        tokens = usage.total_tokens
+        """A turn's real usage (every token the provider reported: the whole prompt, cache
+        reads and writes as well as uncached input, and the output; a count it did not report
+        adds nothing), charged to the day its admission counted against (today, without one),
+        releasing its reservation."""
+        tokens = usage.known
         reservation = admission.reservation if admission is not None else ""
         if tokens <= 0 and not reservation:
             return None

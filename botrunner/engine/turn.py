@@ -161,6 +161,7 @@ class PreparedTurn:
                 temperature=bot.model.temperature,
                 cache=bot.model.cache == "auto",
                 cache_ttl=bot.model.cache_ttl,
+                reasoning_effort=bot.model.reasoning_effort,
             )
             while True:
                 reply: AssistantMessage | None = None

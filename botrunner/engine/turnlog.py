@@ -28,11 +28,13 @@ class TurnRecord:
     session: str
     model: str
     started: float = field(default_factory=time.time)
-    input_tokens: int = 0  # uncached input only; the prompt is input + cache read + cache write
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    # None: the provider did not report it (see `Usage`). Input is uncached input only; the
+    # prompt is input + cache read + cache write.
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     tool_calls: list[str] = field(default_factory=list)

@@ -23,6 +23,8 @@ class ModelRequest:
     # Prompt caching: mark the stable prefix with cache breakpoints (`providers.caching`).
     cache: bool = False
     cache_ttl: str = "5m"
+    # OpenAI's reasoning models (and local servers that copy it): how much to think first.
+    reasoning_effort: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,39 +26,47 @@ LINE_CHARS = 110
 
 
 def request_data(request: ModelRequest) -> dict[str, Any]:
-    """The request as JSON values, in `FIELDS` order."""
-    return plain(
-        {
-            "model": request.model,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "system": request.system + request.system_extra,
-            "tools": request.tools,
-            "messages": request.messages,
-        }
-    )
+    """The request as JSON values, in `FIELDS` order (`reasoning_effort` after them, when the
+    bot sets it: cassettes recorded before it existed stay the same)."""
+    data = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "system": request.system + request.system_extra,
+        "tools": request.tools,
+        "messages": request.messages,
+    }
+    if request.reasoning_effort is not None:
+        data["reasoning_effort"] = request.reasoning_effort
+    return plain(data)
 
 
-# Usage fields a cassette keeps only when they are not 0 (most recorded prompts are too short
-# to be cached, and cassettes recorded before prompt caching have none).
+# Usage fields a cassette keeps when the provider reported them (None: it did not).
 _CACHE_FIELDS = ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
 
 
 def reply_data(message: AssistantMessage) -> dict[str, Any]:
     u = message.usage
     usage = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
-    usage.update({name: getattr(u, name) for name in _CACHE_FIELDS if getattr(u, name)})
+    usage.update({n: getattr(u, n) for n in _CACHE_FIELDS if getattr(u, n) is not None})
     return {"content": plain(message.content), "stop_reason": message.stop_reason, "usage": usage}
 
 
 def reply_message(data: Mapping[str, Any]) -> AssistantMessage:
     usage = data.get("usage") or {}
-    counts = {name: int(usage.get(name, 0)) for name in ("input_tokens", "output_tokens")}
-    counts.update({name: int(usage.get(name, 0)) for name in _CACHE_FIELDS})
+
+    def count(key: str) -> int | None:  # None: the model server did not report it
+        value = usage.get(key)
+        return None if value is None else int(value)
+
     return AssistantMessage(
         content=list(data.get("content") or []),
         stop_reason=str(data.get("stop_reason") or "end_turn"),
-        usage=Usage(**counts),
+        usage=Usage(
+            count("input_tokens"),
+            count("output_tokens"),
+            *(count(name) for name in _CACHE_FIELDS),
+        ),
     )
 
 

@@ -5,6 +5,7 @@ as in tests, never collide): requests, errors, tokens, latency and time to first
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,7 +16,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from botrunner.events import Usage
+if TYPE_CHECKING:
+    from botrunner.engine.turnlog import TurnRecord
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30)
@@ -91,15 +93,15 @@ class TurnTimer:
             self.first_token = time.monotonic()
             self.m.ttft.labels(self.bot).observe(self.first_token - self.started)
 
-    def finish(self, usage: Usage, error_code: str | None) -> None:
+    def finish(self, record: TurnRecord, error_code: str | None) -> None:
         m, bot = self.m, self.bot
         m.in_flight.labels(bot).dec()
         m.latency.labels(bot).observe(time.monotonic() - self.started)
         for kind, tokens in (
-            ("input", usage.input_tokens),
-            ("cache_read", usage.cache_read_tokens),
-            ("cache_write", usage.cache_write_tokens),
-            ("output", usage.output_tokens),
+            ("input", record.input_tokens),
+            ("cache_read", record.cache_read_tokens),
+            ("cache_write", record.cache_write_tokens),
+            ("output", record.output_tokens),
         ):
             if tokens:
                 m.tokens.labels(bot, kind).inc(tokens)

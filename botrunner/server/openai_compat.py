@@ -36,7 +36,12 @@ from botrunner.server.jsonbody import JSONBody, dumps
 from botrunner.server.streaming import SSE, TurnStream, observed
 
 router = APIRouter(prefix="/v1")
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "refusal": "content_filter",
+}
 _STATUS = {
     "timeout": 504,
     "rate_limited": 503,
@@ -212,16 +217,23 @@ async def _chunks(
         await events.aclose()
 
 
-def _usage(done: Done) -> dict[str, Any]:
-    # OpenAI's prompt_tokens is the whole prompt; the part read from the prompt cache is in
-    # prompt_tokens_details.cached_tokens (cache writes are in neither detail field there).
+def _usage(done: Done) -> dict[str, Any] | None:
+    """OpenAI's usage object; None (no usage) when the model's provider did not report the
+    counts: OpenAI's fields are required numbers, and a made-up 0 would be wrong. Its
+    prompt_tokens is the whole prompt (cache reads and writes included); the part read from the
+    prompt cache is prompt_tokens_details.cached_tokens."""
     u = done.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
+    if u.input_tokens is None or u.output_tokens is None:
+        return None
+    prompt = u.prompt_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
         "completion_tokens": u.output_tokens,
-        "total_tokens": u.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "total_tokens": prompt + u.output_tokens,
     }
+    if u.cache_read_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": u.cache_read_tokens}
+    return usage
 
 
 def _sse(data: dict[str, Any]) -> bytes:

@@ -86,7 +86,7 @@ async def observed(prepared: PreparedTurn, timer: TurnTimer) -> AsyncGenerator[E
         raise
     finally:
         await events.aclose()
-        timer.finish(prepared.usage, error_code)
+        timer.finish(prepared.record, error_code)
 
 
 async def encoded(

@@ -160,6 +160,18 @@ class UsageRecord:
     usage: Usage
     requests: int = 1  # model calls (a turn with tool calls makes several)
 
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """The ledger's token columns (input, output, cache read, cache write, the 1-hour part
+        of the writes); a count the provider did not report is stored as 0."""
+        u = self.usage
+        return (
+            u.input_tokens or 0,
+            u.output_tokens or 0,
+            u.cache_read_tokens or 0,
+            u.cache_write_tokens or 0,
+            u.cache_write_1h_tokens or 0,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class UsageTotal:

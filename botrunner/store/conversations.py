@@ -293,9 +293,7 @@ class SQLiteConversations(SQLiteWriter):
                 content=json.loads(content),
                 status=status,
                 created=created,
-                usage=None
-                if tin is None and tout is None
-                else Usage(tin or 0, tout or 0, cread or 0, cwrite or 0),
+                usage=None if tin is None and tout is None else Usage(tin, tout, cread, cwrite),
             )
             for turn, role, content, status, created, tin, tout, cread, cwrite in await self.call(
                 job

@@ -38,20 +38,8 @@ _TOTALS = (
 
 
 def usage_row(conv: Conversation, record: UsageRecord, now: float) -> UsageRow:
-    key, usage = conv.key, record.usage
-    return (
-        now,
-        key.bot,
-        key.user,
-        key.session,
-        record.model,
-        record.requests,
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.cache_write_1h_tokens,
-    )
+    key = conv.key
+    return (now, key.bot, key.user, key.session, record.model, record.requests, *record.counts())
 
 
 def add_usage(c: sqlite3.Connection, row: UsageRow) -> None:

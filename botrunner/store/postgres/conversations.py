@@ -161,9 +161,7 @@ class PGConversations(PGTurns):
                 content=json.loads(content),
                 status=status,
                 created=created,
-                usage=None
-                if tin is None and tout is None
-                else Usage(tin or 0, tout or 0, cread or 0, cwrite or 0),
+                usage=None if tin is None and tout is None else Usage(tin, tout, cread, cwrite),
             )
             for turn, role, content, status, created, tin, tout, cread, cwrite in rows
         ]

@@ -219,9 +219,8 @@ def end_args(
     c = charge or TokenCharge("", "", "", 0)
     ledger: tuple[Any, ...] = ("", "", "", None, 0, 0, 0, 0, 0, 0)
     if record is not None and conv is not None:
-        u, key = record.usage, conv.key
+        key = conv.key
         ledger = (key.bot, key.user, key.session, record.model, record.requests,
-                  u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                  u.cache_write_1h_tokens)  # fmt: skip
+                  *record.counts())  # fmt: skip
     return (roles, contents, texts, *tokens, int(c.tokens), c.bot, c.user, c.day,
             c.reservation, *ledger)  # fmt: skip
