@@ -27,7 +27,7 @@ from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import StartedTurn, Store
 from botrunner.store.transcript import Transcript
-from botrunner.tools import ToolOutcome, ToolRunner
+from botrunner.tools import ToolOutcome, ToolRunner, redactor
 
 
 class Services(Protocol):
@@ -200,8 +200,10 @@ class PreparedTurn:
             await asyncio.shield(finishing)
             yield Done(usage, reply.stop_reason)
         except ProviderError as exc:
-            record.error_code, record.error_detail = exc.code, exc.detail or None
-            yield Error(exc.code, exc.message, exc.detail)
+            # What the API said may quote the request, secrets included, in any encoding.
+            detail = redactor(bot.secrets).redact(exc.detail) if exc.detail else ""
+            record.error_code, record.error_detail = exc.code, detail or None
+            yield Error(exc.code, exc.message, detail)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(

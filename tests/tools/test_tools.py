@@ -25,7 +25,7 @@ import pytest
 
 from botrunner.bot import Bot, Tool
 from botrunner.botfile.loader import load_bot
-from botrunner.tools.http import REDACTED, ToolOutcome, ToolRunner, redact
+from botrunner.tools import REDACTED, ToolOutcome, ToolRunner, redact
 
 # --------------------------------------------------------------------------------------------
 # A real tool server
