@@ -170,6 +170,7 @@ def _build(
                 tokens_per_day=per_user.get("tokens_per_day"),
             ),
             max_tool_rounds=limits.get("max_tool_rounds", 5),
+            max_tool_calls_per_reply=limits.get("max_tool_calls_per_reply", 8),
         ),
         retry=Retry(
             max_retries=retry.get("max_retries", 3),

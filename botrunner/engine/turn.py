@@ -29,6 +29,10 @@ from botrunner.store.base import StartedTurn, Store
 from botrunner.store.transcript import Transcript
 from botrunner.tools import ToolOutcome, ToolRunner, redactor
 
+# How many of one reply's tool calls run at the same time: the tool runner's connections are
+# shared by every conversation, and one reply must not take them all.
+TOOL_CALLS_AT_ONCE = 4
+
 
 class Services(Protocol):
     """What a turn uses of the `Engine` that prepared it (kept structural: the engine imports
@@ -183,9 +187,8 @@ class PreparedTurn:
                 record.rounds += 1
                 results = []
                 for call in calls:
-                    record.tool_calls.append(call["name"])
                     yield ToolCall(call["id"], call["name"], call.get("input"))
-                outcomes = await asyncio.gather(*(self._run_tool(call) for call in calls))
+                outcomes = await self._run_tools(calls)
                 for call, outcome in zip(calls, outcomes, strict=True):
                     yield ToolResult(call["id"], call["name"], outcome.content, outcome.is_error)
                     results.append(_tool_result(call["id"], outcome))
@@ -263,6 +266,28 @@ class PreparedTurn:
         if status == "ok" and bot.memory.strategy == "summarize" and self.transcript is None:
             memory = get_strategy(bot.memory.strategy)
             engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
+
+    async def _run_tools(self, calls: list[dict[str, Any]]) -> list[ToolOutcome]:
+        """One outcome per call, in order: the first `max_tool_calls_per_reply` are run, at
+        most `TOOL_CALLS_AT_ONCE` at a time; the others get an error saying why, so every
+        tool_use still has its tool_result."""
+        cap = self.bot.limits.max_tool_calls_per_reply
+        run, skipped = calls[:cap], calls[cap:]
+        self.record.tool_calls += [call["name"] for call in run]
+        self.record.tool_calls_skipped += len(skipped)
+        gate = asyncio.Semaphore(TOOL_CALLS_AT_ONCE)
+
+        async def one(call: dict[str, Any]) -> ToolOutcome:
+            async with gate:
+                return await self._run_tool(call)
+
+        outcomes = await asyncio.gather(*(one(call) for call in run))
+        refusal = ToolOutcome(
+            f"Not run: only the first {cap} tool calls of a reply are run, and this reply had "
+            f"{len(calls)}. Call it again in your next reply if you still need it.",
+            is_error=True,
+        )
+        return [*outcomes, *(refusal for _ in skipped)]
 
     async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
         tool = self.bot.tool(call["name"])
