@@ -42,6 +42,76 @@ def validate(paths: tuple[str, ...], output_format: str, strict: bool) -> int:
     return command.run(paths, output_format=output_format, strict=strict)
 
 
+@cli.command("test")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Run against the real model (needs a key); cassettes are neither read nor written.",
+)
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Run against the real model and write the cassettes (NAME.tests.cassette.json).",
+)
+@click.option(
+    "-k",
+    "keywords",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only the tests whose name contains PATTERN (any case; repeatable).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="How many tests run at once.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a line per test, failures under it; json: one object with a tests list.",
+)
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a JUnit XML report to this file (for GitHub, GitLab, Jenkins).",
+)
+@click.option("--strict", is_flag=True, help="Also fail on tests that have no recording.")
+def run_tests(
+    paths: tuple[str, ...],
+    live: bool,
+    record: bool,
+    keywords: tuple[str, ...],
+    jobs: int,
+    output_format: str,
+    junit: Path | None,
+    strict: bool,
+) -> int:
+    """Run the conversation tests in PATH (*.tests.yaml files, directories, or bot files).
+
+    Replays each test from its cassette by default: no API key, no network. Exit code 0 if
+    every test passed, 1 if one failed or is stale, 2 on a usage error.
+    """
+    from botrunner.commands import test as command
+
+    return command.run(
+        paths,
+        live=live,
+        record=record,
+        keywords=keywords,
+        jobs=jobs,
+        output_format=output_format,
+        junit=junit,
+        strict=strict,
+    )
+
+
 @cli.command()
 @click.argument("name")
 @click.option(
@@ -71,11 +141,12 @@ def new(name: str, kind: str, directory: Path) -> int:
 
 @cli.command()
 @click.option("--markdown", is_flag=True, hidden=True, help="Print the Markdown reference.")
-def schema(markdown: bool) -> int:
+@click.option("--tests", is_flag=True, help="The schema of test files (*.tests.yaml) instead.")
+def schema(markdown: bool, tests: bool) -> int:
     """Print the bot file JSON Schema (for editors and other tools)."""
     from botrunner.commands import schema as command
 
-    return command.run(markdown=markdown)
+    return command.run(markdown=markdown, tests=tests)
 
 
 @cli.command()

@@ -19,6 +19,16 @@ from botrunner.botfile.problems import Problem
 
 log = logging.getLogger("botrunner.reload")
 BOT_SUFFIXES = (".yaml", ".yml")
+# Conversation tests beside the bots (`botrunner test`): never loaded as bots.
+TEST_SUFFIXES = (".tests.yaml", ".tests.yml")
+
+
+def is_test_file(path: str | Path) -> bool:
+    return str(path).endswith(TEST_SUFFIXES)
+
+
+def is_bot_file(path: Path) -> bool:
+    return path.suffix in BOT_SUFFIXES and not is_test_file(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +67,7 @@ class LiveBots:
     def files(self) -> list[Path]:
         if not self.directory_mode:
             return [self.target]
-        return sorted(p for p in self.target.rglob("*") if p.suffix in BOT_SUFFIXES and p.is_file())
+        return sorted(p for p in self.target.rglob("*") if is_bot_file(p) and p.is_file())
 
     def load_all(self) -> list[Problem]:
         """Initial load; returns every problem found (the caller decides whether to start)."""
@@ -136,5 +146,5 @@ class LiveBots:
 
     def _wanted(self, path: Path) -> bool:
         if self.directory_mode:
-            return path.suffix in BOT_SUFFIXES
+            return is_bot_file(path)
         return path.resolve() == self.target

@@ -33,7 +33,7 @@ from botrunner.botfile.toolcheck import check_tools
 from botrunner.templating.envrefs import ENV_REF, substitute_env
 from botrunner.templating.template import Template
 
-__all__ = ["BotFileError", "SYSTEM_VARIABLES", "check_file", "display", "load_bot"]
+__all__ = ["BotFileError", "SYSTEM_VARIABLES", "check_file", "display", "load_bot", "read_yaml"]
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +67,10 @@ def check_file(
     `strict` also reports each `${NAME}` without a default whose variable is unset or empty
     (by name; values are never shown). Missing variables are not errors otherwise.
     """
-    file = str(path)
     env = os.environ if env is None else env
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return None, [Problem(file, 1, 1, "error", f"cannot read the file: {reason}", "")]
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return None, [
-            Problem(
-                file,
-                line,
-                1,
-                "error",
-                "the file is not UTF-8 text",
-                "Save the file with UTF-8 encoding (every modern editor can).",
-            )
-        ]
-    src = yamlsrc.parse(text, file)
-    if src.data is None and src.problems:
-        return None, src.problems
+    raw, src, problems = read_yaml(path)
+    if src is None:
+        return None, problems
     check = FileCheck(src, env)
     check_schema(check)
     check_env_refs(check)
@@ -110,6 +90,41 @@ def check_file(
     assert system is not None
     version = hashlib.sha256(raw).hexdigest()[:12]
     return _build(check, Path(path), version, variables, system, tools), problems
+
+
+def read_yaml(
+    path: str | os.PathLike[str], *, empty_hint: str | None = None
+) -> tuple[bytes, yamlsrc.Source | None, list[Problem]]:
+    """Read a YAML file with a position for every value: its bytes, the parsed source (None
+    when there is nothing to check) and the problems found so far."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return b"", None, [Problem(file, 1, 1, "error", f"cannot read the file: {reason}", "")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return (
+            raw,
+            None,
+            [
+                Problem(
+                    file,
+                    line,
+                    1,
+                    "error",
+                    "the file is not UTF-8 text",
+                    "Save the file with UTF-8 encoding (every modern editor can).",
+                )
+            ],
+        )
+    src = yamlsrc.parse(text, file, empty_hint=empty_hint)
+    if src.data is None and src.problems:
+        return raw, None, src.problems
+    return raw, src, []
 
 
 def _build(

@@ -13,8 +13,9 @@ before it is.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from botrunner.bot import Bot
@@ -23,7 +24,7 @@ from botrunner.engine.turn import NotStored, PreparedTurn
 from botrunner.events import Error, Event
 from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
-from botrunner.providers.base import ProviderError
+from botrunner.providers.base import Provider, ProviderError
 from botrunner.store.base import ConversationKey, Refused, Store
 from botrunner.store.transcript import Transcript
 from botrunner.tools.http import ToolRunner
@@ -73,18 +74,29 @@ def clean_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Engine:
     """Shared by every transport. Owns the tool runner and background work (summaries)."""
 
-    def __init__(self, store: Store, *, tools: ToolRunner | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tools: ToolRunner | None = None,
+        providers: Callable[[Bot], Provider] = get_provider,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        """`providers` picks each bot's provider (`botrunner test` plays a cassette back);
+        `clock` is the time the templates see as `now` and `today` (a test pins it)."""
         # One store keeps conversations and limit counters, so a turn's start (limits +
         # conversation + user message) and end (reply + status + tokens) are one durable
         # write each.
         self.store = store
         self.limiter = Limiter(store)
         self.tools = tools or ToolRunner()
+        self.providers = providers
+        self.clock = clock or _local_now
         self._background: set[asyncio.Task[None]] = set()
 
     def check(self, bot: Bot) -> None:
         """Raise ProviderError('config') when the bot can't reach its model at all."""
-        get_provider(bot).check()
+        self.providers(bot).check()
 
     async def prepare(
         self,
@@ -105,7 +117,7 @@ class Engine:
         the store only receives this turn, under `key` (which should name a session of its
         own). None: the earlier turns are the stored ones of `key`."""
         text = clean_message(message, bot.limits.max_message_chars)
-        provider = get_provider(bot)
+        provider = self.providers(bot)
         provider.check()
         content = [{"type": "text", "text": text}]
         admission = self.limiter.admission(bot, key.user)
@@ -158,6 +170,10 @@ class Engine:
         await self.drain()
         await self.tools.aclose()
         await aclose_all()
+
+
+def _local_now() -> dt.datetime:
+    return dt.datetime.now().astimezone()
 
 
 __all__ = ["Engine", "InputError", "NotStored", "PreparedTurn", "clean_message"]

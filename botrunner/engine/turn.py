@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from botrunner.bot import Bot
@@ -27,11 +27,7 @@ from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import StartedTurn, Store
 from botrunner.store.transcript import Transcript
-from botrunner.tools import ToolOutcome, ToolRunner, redactor
-
-# How many of one reply's tool calls run at the same time: the tool runner's connections are
-# shared by every conversation, and one reply must not take them all.
-TOOL_CALLS_AT_ONCE = 4
+from botrunner.tools import ToolOutcome, ToolRunner
 
 
 class Services(Protocol):
@@ -41,8 +37,14 @@ class Services(Protocol):
     store: Store
     limiter: Limiter
     tools: ToolRunner
+    clock: Callable[[], dt.datetime]
 
     def spawn(self, coro: Any) -> None: ...
+
+
+# How many calls of one reply run at once: one conversation must not take every connection of
+# the tool client that all bots and users share.
+TOOL_CONCURRENCY = 4
 
 
 class NotStored(Exception):
@@ -82,7 +84,7 @@ class PreparedTurn:
         )
 
     def system_prompt(self, suffix: str) -> str:
-        now = dt.datetime.now().astimezone()
+        now = self.engine.clock()
         context: dict[str, Any] = dict(self.bot.variables)
         if self.variables:
             context.update(self.variables)
@@ -187,6 +189,7 @@ class PreparedTurn:
                 record.rounds += 1
                 results = []
                 for call in calls:
+                    record.tool_calls.append(call["name"])
                     yield ToolCall(call["id"], call["name"], call.get("input"))
                 outcomes = await self._run_tools(calls)
                 for call, outcome in zip(calls, outcomes, strict=True):
@@ -203,10 +206,8 @@ class PreparedTurn:
             await asyncio.shield(finishing)
             yield Done(usage, reply.stop_reason)
         except ProviderError as exc:
-            # What the API said may quote the request, secrets included, in any encoding.
-            detail = redactor(bot.secrets).redact(exc.detail) if exc.detail else ""
-            record.error_code, record.error_detail = exc.code, detail or None
-            yield Error(exc.code, exc.message, detail)
+            record.error_code, record.error_detail = exc.code, exc.detail or None
+            yield Error(exc.code, exc.message, exc.detail)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(
@@ -268,26 +269,22 @@ class PreparedTurn:
             engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
 
     async def _run_tools(self, calls: list[dict[str, Any]]) -> list[ToolOutcome]:
-        """One outcome per call, in order: the first `max_tool_calls_per_reply` are run, at
-        most `TOOL_CALLS_AT_ONCE` at a time; the others get an error saying why, so every
-        tool_use still has its tool_result."""
+        """One reply's calls: at most `max_tool_calls_per_reply` are made, TOOL_CONCURRENCY at
+        a time; the rest get an error result (every tool_use needs its tool_result)."""
         cap = self.bot.limits.max_tool_calls_per_reply
-        run, skipped = calls[:cap], calls[cap:]
-        self.record.tool_calls += [call["name"] for call in run]
-        self.record.tool_calls_skipped += len(skipped)
-        gate = asyncio.Semaphore(TOOL_CALLS_AT_ONCE)
+        gate = asyncio.Semaphore(TOOL_CONCURRENCY)
 
-        async def one(call: dict[str, Any]) -> ToolOutcome:
+        async def run(call: dict[str, Any]) -> ToolOutcome:
             async with gate:
                 return await self._run_tool(call)
 
-        outcomes = await asyncio.gather(*(one(call) for call in run))
-        refusal = ToolOutcome(
-            f"Not run: only the first {cap} tool calls of a reply are run, and this reply had "
-            f"{len(calls)}. Call it again in your next reply if you still need it.",
+        made = await asyncio.gather(*(run(call) for call in calls[:cap]))
+        skipped = ToolOutcome(
+            f"Not run: a reply may make at most {cap} tool calls (limits.max_tool_calls_per_reply)."
+            f" The first {cap} were made; call the others again after reading their results.",
             is_error=True,
         )
-        return [*outcomes, *(refusal for _ in skipped)]
+        return [*made, *(skipped for _ in calls[cap:])]
 
     async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
         tool = self.bot.tool(call["name"])

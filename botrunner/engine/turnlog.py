@@ -31,8 +31,6 @@ class TurnRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     tool_calls: list[str] = field(default_factory=list)
-    # Calls beyond limits.max_tool_calls_per_reply, answered with an error instead of run.
-    tool_calls_skipped: int = 0
     rounds: int = 0
     outcome: str = "ok"
     error_code: str | None = None

@@ -1,7 +1,6 @@
-"""Tools the model may call. Today: HTTP tools declared in the bot file (`http.py`), with the
-bot's secrets redacted from whatever comes back (`redact.py`)."""
+"""Tools the model may call. Today: HTTP tools declared in the bot file (`http.py`)."""
 
 from botrunner.tools.http import ToolOutcome, ToolRunner
-from botrunner.tools.redact import REDACTED, Redactor, redact, redactor
+from botrunner.tools.secrets import redact
 
-__all__ = ["REDACTED", "Redactor", "ToolOutcome", "ToolRunner", "redact", "redactor"]
+__all__ = ["ToolOutcome", "ToolRunner", "redact"]

@@ -10,11 +10,10 @@ raises (except for cancellation).
 from __future__ import annotations
 
 import asyncio
-import codecs
 import http.cookiejar
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -22,14 +21,10 @@ import jsonschema
 
 from botrunner.bot import Tool
 from botrunner.templating import RenderedRequest, render_request
-from botrunner.tools.hosts import HostSlots, Origin
-from botrunner.tools.redact import redactor
+from botrunner.templating.httprequest import PathValueRefused
+from botrunner.tools.secrets import REDACTED, redact, secret_forms
 
 MAX_REDIRECTS = 5
-# The connection pool every bot and user shares, and the part of it one tool server may hold:
-# however slow or busy one server is, calls to the others always find a connection.
-MAX_CONNECTIONS = 100
-MAX_CALLS_PER_HOST = 50
 # How much of an error response's body is shown to the model.
 ERROR_SNIPPET_CHARS = 200
 # How long a validation problem may be: jsonschema quotes the offending value in full.
@@ -38,6 +33,7 @@ PROBLEM_CHARS = 300
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding", "content-encoding")
 
 log = logging.getLogger(__name__)
+_S = TypeVar("_S", str, bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +42,15 @@ class ToolOutcome:
     is_error: bool = False
 
 
-class _Redacted(ToolOutcome):
-    """An outcome made from a response body, redacted while it was read (see `_read`)."""
-
-    __slots__ = ()
+def _strip_partial(text: _S, secrets: list[_S]) -> _S:
+    """Drop a tail of `text` that is the start of a secret: what is left of a secret cut in
+    two when a body is truncated. Only for text that was cut; whole secrets are redacted."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        for k in range(len(secret) - 1, 0, -1):
+            if text.endswith(secret[:k]):
+                text = text[: len(text) - k]
+                break
+    return text
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -70,17 +71,23 @@ class _Refused(Exception):
 class ToolRunner:
     """Runs tool calls over one shared httpx client (connection pooling across turns)."""
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network under the same client settings (`botrunner test`
+        serves canned responses through it)."""
         self._client = client or httpx.AsyncClient(
+            transport=transport,
             follow_redirects=False,
             trust_env=False,
             cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
             # Bodies are capped after decoding, and one compressed chunk can inflate a
             # thousandfold: ask for plain bodies (an author's own Accept-Encoding wins).
             headers={"accept-encoding": "identity"},
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20),
         )
-        self._hosts = HostSlots(MAX_CALLS_PER_HOST)
         # Keyed by id(tool); the tool itself is kept so a reused id after a reload can't match.
         self._validators: dict[int, tuple[Tool, Any]] = {}
 
@@ -95,10 +102,7 @@ class ToolRunner:
             outcome = ToolOutcome(
                 f"Tool {tool.name} failed unexpectedly ({type(exc).__name__}).", True
             )
-        if isinstance(outcome, _Redacted):
-            return ToolOutcome(outcome.content, outcome.is_error)
-        # Messages built here can quote the request (an invalid URL, a connection error).
-        return ToolOutcome(redactor(secrets).redact(outcome.content), outcome.is_error)
+        return ToolOutcome(redact(outcome.content, secrets), outcome.is_error)
 
     async def _run(self, tool: Tool, call_input: Any, secrets: frozenset[str]) -> ToolOutcome:
         problem = self._check_input(tool, call_input)
@@ -110,7 +114,7 @@ class ToolRunner:
         try:
             rendered = render_request(tool.http, call_input)
             request = self._build(tool, rendered)
-        except _Refused as exc:
+        except (_Refused, PathValueRefused) as exc:
             return ToolOutcome(
                 f"Invalid input for tool {tool.name}: {exc}. Fix the input and call it again.",
                 is_error=True,
@@ -121,8 +125,7 @@ class ToolRunner:
         try:
             # httpx's timeout bounds each connect/read; this bounds the whole call, so a
             # server that trickles bytes can't hold the turn either.
-            # Waiting for a slot counts too: a call to a saturated server fails in time.
-            async with asyncio.timeout(timeout), self._hosts.hold(_origin(request.url)):
+            async with asyncio.timeout(timeout):
                 return await self._send(tool, request, secrets)
         except (httpx.TimeoutException, TimeoutError):
             return ToolOutcome(
@@ -182,7 +185,7 @@ class ToolRunner:
     async def _send(
         self, tool: Tool, request: httpx.Request, secrets: frozenset[str]
     ) -> ToolOutcome:
-        origin = _origin(request.url)
+        origin = (request.url.scheme, request.url.host, request.url.port)
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._client.send(request, stream=True)
             try:
@@ -194,7 +197,7 @@ class ToolRunner:
                     return ToolOutcome(
                         f"Tool {tool.name} was redirected to an invalid address.", True
                     )
-                if _origin(target) != origin:
+                if (target.scheme, target.host, target.port) != origin:
                     return ToolOutcome(
                         f"Tool {tool.name} was redirected to another host ({target.host}); "
                         "botrunner only follows redirects on the same host.",
@@ -230,17 +233,12 @@ class ToolRunner:
     async def _read(
         self, tool: Tool, response: httpx.Response, secrets: frozenset[str]
     ) -> ToolOutcome:
-        if response.is_redirect:
-            return ToolOutcome(
-                f"Tool {tool.name} got a redirect (HTTP {response.status_code}) and does not "
-                "follow redirects.",
-                is_error=True,
-            )
         cap = tool.http.max_response_bytes
-        redact = redactor(secrets)
-        # Read past the cap by the longest form a secret can take, so one that starts before
-        # the cap is seen whole and redacted whole: no piece of it is left where the body is cut.
-        limit = cap + redact.margin
+        encoding = response.encoding or "utf-8"
+        secret_bytes = [_encode(s, encoding) for s in secret_forms(secrets)]
+        secret_bytes = [s for s in secret_bytes if s]
+        # Read a little past the cap so a secret that straddles it is seen whole and redacted.
+        limit = cap + max((len(s) for s in secret_bytes), default=0)
         chunks: list[bytes] = []
         size = 0
         complete = True
@@ -250,29 +248,41 @@ class ToolRunner:
             if size > limit:
                 complete = False
                 break
-        raw = b"".join(chunks)[:limit]
+        raw = b"".join(chunks)
+        if not complete:
+            raw = _strip_partial(raw[:limit], secret_bytes)
+        for secret in sorted(secret_bytes, key=len, reverse=True):
+            raw = raw.replace(secret, REDACTED.encode())
         truncated = not complete or len(raw) > cap
-        # Decoded in two steps to know where the cap falls in the text (a character cut by it
-        # is left out of the first part).
-        decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
-        text = decoder.decode(raw[:cap], final=not truncated)
-        cut = len(text)
-        if truncated:
-            text += decoder.decode(raw[cap:], final=complete)
+        if len(raw) > cap:
+            raw = _strip_partial(raw[:cap], secret_bytes)
+        body = raw.decode(encoding, errors="replace")
+        if response.is_redirect:
+            return ToolOutcome(
+                f"Tool {tool.name} got a redirect (HTTP {response.status_code}) and does not "
+                "follow redirects.",
+                is_error=True,
+            )
         if not response.is_success:
-            snippet = redact.cut(text, min(cut, ERROR_SNIPPET_CHARS)).strip()
+            body = redact(body, secrets)
+            snippet = body[:ERROR_SNIPPET_CHARS]
+            if len(body) > ERROR_SNIPPET_CHARS:
+                snippet = _strip_partial(snippet, list(secret_forms(secrets)))
+            snippet = snippet.strip()
             detail = f": {snippet}" if snippet else ""
-            return _Redacted(
+            return ToolOutcome(
                 f"Tool {tool.name} failed with HTTP {response.status_code}{detail}", True
             )
-        body = redact.cut(text, cut)
         if truncated:
             body += f"\n[response truncated at {cap} bytes]"
-        return _Redacted(body)
+        return ToolOutcome(body)
 
 
-def _origin(url: httpx.URL) -> Origin:
-    return (url.scheme, url.host, url.port)
+def _encode(secret: str, encoding: str) -> bytes:
+    try:
+        return secret.encode(encoding)
+    except (LookupError, UnicodeEncodeError):
+        return secret.encode("utf-8")
 
 
 def _short(exc: Exception) -> str:
