@@ -10,10 +10,11 @@ raises (except for cancellation).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import http.cookiejar
 import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -22,7 +23,7 @@ import jsonschema
 from botrunner.bot import Tool
 from botrunner.templating import RenderedRequest, render_request
 from botrunner.templating.httprequest import PathValueRefused
-from botrunner.tools.secrets import REDACTED, redact, secret_forms
+from botrunner.tools.secrets import cut, reach, redact
 
 MAX_REDIRECTS = 5
 # How much of an error response's body is shown to the model.
@@ -33,7 +34,6 @@ PROBLEM_CHARS = 300
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding", "content-encoding")
 
 log = logging.getLogger(__name__)
-_S = TypeVar("_S", str, bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +42,10 @@ class ToolOutcome:
     is_error: bool = False
 
 
-def _strip_partial(text: _S, secrets: list[_S]) -> _S:
-    """Drop a tail of `text` that is the start of a secret: what is left of a secret cut in
-    two when a body is truncated. Only for text that was cut; whole secrets are redacted."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        for k in range(len(secret) - 1, 0, -1):
-            if text.endswith(secret[:k]):
-                text = text[: len(text) - k]
-                break
-    return text
+class _Redacted(ToolOutcome):
+    """An outcome made from a response body, redacted as it was read (see `_read`)."""
+
+    __slots__ = ()
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -102,6 +97,9 @@ class ToolRunner:
             outcome = ToolOutcome(
                 f"Tool {tool.name} failed unexpectedly ({type(exc).__name__}).", True
             )
+        if isinstance(outcome, _Redacted):
+            return ToolOutcome(outcome.content, outcome.is_error)
+        # A message built here can quote the request (an invalid URL, a connection error).
         return ToolOutcome(redact(outcome.content, secrets), outcome.is_error)
 
     async def _run(self, tool: Tool, call_input: Any, secrets: frozenset[str]) -> ToolOutcome:
@@ -233,12 +231,16 @@ class ToolRunner:
     async def _read(
         self, tool: Tool, response: httpx.Response, secrets: frozenset[str]
     ) -> ToolOutcome:
+        if response.is_redirect:
+            return ToolOutcome(
+                f"Tool {tool.name} got a redirect (HTTP {response.status_code}) and does not "
+                "follow redirects.",
+                is_error=True,
+            )
         cap = tool.http.max_response_bytes
-        encoding = response.encoding or "utf-8"
-        secret_bytes = [_encode(s, encoding) for s in secret_forms(secrets)]
-        secret_bytes = [s for s in secret_bytes if s]
-        # Read a little past the cap so a secret that straddles it is seen whole and redacted.
-        limit = cap + max((len(s) for s in secret_bytes), default=0)
+        # Read past the cap by the longest form a secret can take, so one that starts before
+        # the cap is seen whole and replaced whole: no piece of it is left where the body is cut.
+        limit = cap + reach(secrets)
         chunks: list[bytes] = []
         size = 0
         complete = True
@@ -248,41 +250,25 @@ class ToolRunner:
             if size > limit:
                 complete = False
                 break
-        raw = b"".join(chunks)
-        if not complete:
-            raw = _strip_partial(raw[:limit], secret_bytes)
-        for secret in sorted(secret_bytes, key=len, reverse=True):
-            raw = raw.replace(secret, REDACTED.encode())
+        raw = b"".join(chunks)[:limit]
         truncated = not complete or len(raw) > cap
-        if len(raw) > cap:
-            raw = _strip_partial(raw[:cap], secret_bytes)
-        body = raw.decode(encoding, errors="replace")
-        if response.is_redirect:
-            return ToolOutcome(
-                f"Tool {tool.name} got a redirect (HTTP {response.status_code}) and does not "
-                "follow redirects.",
-                is_error=True,
-            )
+        # Decoded in two steps to know where the cap falls in the text (a character the cap
+        # cuts in two is left to the second step).
+        decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+        text = decoder.decode(raw[:cap], final=not truncated)
+        end = len(text)
+        if truncated:
+            text += decoder.decode(raw[cap:], final=complete)
         if not response.is_success:
-            body = redact(body, secrets)
-            snippet = body[:ERROR_SNIPPET_CHARS]
-            if len(body) > ERROR_SNIPPET_CHARS:
-                snippet = _strip_partial(snippet, list(secret_forms(secrets)))
-            snippet = snippet.strip()
+            snippet = cut(text, min(end, ERROR_SNIPPET_CHARS), secrets).strip()
             detail = f": {snippet}" if snippet else ""
-            return ToolOutcome(
+            return _Redacted(
                 f"Tool {tool.name} failed with HTTP {response.status_code}{detail}", True
             )
+        body = cut(text, end, secrets)
         if truncated:
             body += f"\n[response truncated at {cap} bytes]"
-        return ToolOutcome(body)
-
-
-def _encode(secret: str, encoding: str) -> bytes:
-    try:
-        return secret.encode(encoding)
-    except (LookupError, UnicodeEncodeError):
-        return secret.encode("utf-8")
+        return _Redacted(body)
 
 
 def _short(exc: Exception) -> str:

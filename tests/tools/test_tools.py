@@ -25,7 +25,8 @@ import pytest
 
 from botrunner.bot import Bot, Tool
 from botrunner.botfile.loader import load_bot
-from botrunner.tools.http import REDACTED, ToolOutcome, ToolRunner, redact
+from botrunner.tools.http import ToolOutcome, ToolRunner
+from botrunner.tools.secrets import REDACTED, redact
 
 # --------------------------------------------------------------------------------------------
 # A real tool server
