@@ -23,9 +23,14 @@ import jsonschema
 from botrunner.bot import Tool
 from botrunner.templating import RenderedRequest, render_request
 from botrunner.templating.httprequest import PathValueRefused
+from botrunner.tools.hosts import HostSlots, Origin
 from botrunner.tools.secrets import cut, reach, redact
 
 MAX_REDIRECTS = 5
+# The connection pool every bot and user shares, and the part of it one tool server may hold:
+# however slow or busy one server is, calls to the others always find a connection.
+MAX_CONNECTIONS = 100
+MAX_CALLS_PER_HOST = 50
 # How much of an error response's body is shown to the model.
 ERROR_SNIPPET_CHARS = 200
 # How long a validation problem may be: jsonschema quotes the offending value in full.
@@ -82,7 +87,9 @@ class ToolRunner:
             # Bodies are capped after decoding, and one compressed chunk can inflate a
             # thousandfold: ask for plain bodies (an author's own Accept-Encoding wins).
             headers={"accept-encoding": "identity"},
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20),
         )
+        self._hosts = HostSlots(MAX_CALLS_PER_HOST)
         # Keyed by id(tool); the tool itself is kept so a reused id after a reload can't match.
         self._validators: dict[int, tuple[Tool, Any]] = {}
 
@@ -123,7 +130,8 @@ class ToolRunner:
         try:
             # httpx's timeout bounds each connect/read; this bounds the whole call, so a
             # server that trickles bytes can't hold the turn either.
-            async with asyncio.timeout(timeout):
+            # Waiting for a slot counts too: a call to a saturated server fails in time.
+            async with asyncio.timeout(timeout), self._hosts.hold(_origin(request.url)):
                 return await self._send(tool, request, secrets)
         except (httpx.TimeoutException, TimeoutError):
             return ToolOutcome(
@@ -183,7 +191,7 @@ class ToolRunner:
     async def _send(
         self, tool: Tool, request: httpx.Request, secrets: frozenset[str]
     ) -> ToolOutcome:
-        origin = (request.url.scheme, request.url.host, request.url.port)
+        origin = _origin(request.url)
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._client.send(request, stream=True)
             try:
@@ -195,7 +203,7 @@ class ToolRunner:
                     return ToolOutcome(
                         f"Tool {tool.name} was redirected to an invalid address.", True
                     )
-                if (target.scheme, target.host, target.port) != origin:
+                if _origin(target) != origin:
                     return ToolOutcome(
                         f"Tool {tool.name} was redirected to another host ({target.host}); "
                         "botrunner only follows redirects on the same host.",
@@ -269,6 +277,10 @@ class ToolRunner:
         if truncated:
             body += f"\n[response truncated at {cap} bytes]"
         return _Redacted(body)
+
+
+def _origin(url: httpx.URL) -> Origin:
+    return (url.scheme, url.host, url.port)
 
 
 def _short(exc: Exception) -> str:
