@@ -35,7 +35,7 @@ def run(
     *,
     session: str | None,
     variables: Mapping[str, str],
-    db: Path,
+    db: str | Path,
     reload: bool,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
@@ -50,7 +50,7 @@ class Chat:
         path: Path,
         session: str | None,
         variables: Mapping[str, str],
-        db: Path,
+        db: str | Path,
         reload: bool,
         stdin: TextIO,
         stdout: TextIO,
@@ -71,7 +71,7 @@ class Chat:
     async def main(self) -> int:
         from botrunner.engine.engine import Engine
         from botrunner.providers.base import ProviderError
-        from botrunner.store import open_store
+        from botrunner.store import start_store
 
         problems = self.live.load_all()
         if problems:
@@ -86,8 +86,7 @@ class Chat:
                 f"add it under `variables:` with a default (known: {', '.join(bot.variables) or 'none'})"
             )
             return 2
-        self.db.parent.mkdir(parents=True, exist_ok=True)
-        store = open_store(self.db)
+        store = await start_store(self.db)  # StoreError: reported by the CLI, exit 2
         self.engine = Engine(store)
         try:
             self.engine.check(bot)

@@ -25,7 +25,7 @@ from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import StartedTurn, Store
+from botrunner.store.base import Admission, StartedTurn, Store
 from botrunner.store.transcript import Transcript
 from botrunner.tools import ToolOutcome, ToolRunner, redact
 
@@ -62,10 +62,12 @@ class PreparedTurn:
         user: dict[str, Any],
         variables: Mapping[str, Any] | None,
         request_id: str | None,
+        admission: Admission | None = None,
         *,
         transcript: Transcript | None = None,
     ) -> None:
         self.engine, self.bot, self.provider = engine, bot, provider
+        self.admission = admission  # what the turn was admitted under (its reservation)
         self.conv, self.turn, self.text = started.conv, started.turn, text
         self.started = started
         self._durable: asyncio.Future[None] | None = started.durable  # None once resolved
@@ -236,12 +238,13 @@ class PreparedTurn:
         """Close the turn with `status` (storing `reply` first when given) and count its
         tokens, in one durable write."""
         engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
-        user = conv.key.user
+        charge = engine.limiter.charge(bot, conv.key.user, usage, self.admission)
         try:
             await self._stored()
         except NotStored:  # the turn was rolled back: nothing of it may be written
             self.record.outcome, self.record.error_code = "error", "not_stored"
             log_turn(self.record)
+            await engine.settle(charge)  # (a reservation in the store was rolled back too)
             return
         try:
             stored = await engine.store.complete_turn(
@@ -249,7 +252,7 @@ class PreparedTurn:
                 turn,
                 status,  # type: ignore[arg-type]
                 [] if reply is None else [("assistant", reply.content, reply.usage)],
-                engine.limiter.charge(bot, user, usage),
+                charge if engine.limits_in_store else None,
             )
         except Exception:
             if reply is None:
@@ -259,9 +262,11 @@ class PreparedTurn:
             with contextlib.suppress(Exception):
                 await engine.store.finish_turn(conv, turn, "error")
             with contextlib.suppress(Exception):
-                await engine.limiter.record(bot, user, usage)
+                if charge is not None:
+                    await engine.limits.settle(charge)
             log_turn(self.record)
             raise
+        await engine.settle(charge)
         if stored is not None and stored != status:
             self.record.outcome = status = stored
         log_turn(self.record)

@@ -25,7 +25,7 @@ from botrunner.botfile.loader import load_bot
 from botrunner.engine.engine import Engine
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.providers import aclose_all
-from botrunner.store import ConversationKey, open_store
+from botrunner.store import ConversationKey, start_store
 
 
 @pytest.fixture(autouse=True)
@@ -79,8 +79,10 @@ class Harness:
 
 
 @pytest.fixture
-async def h(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
-    store = open_store(tmp_path / "db")
+async def h(
+    tmp_path: Path, fake_anthropic: FakeAnthropic, store_url: str
+) -> AsyncIterator[Harness]:
+    store = await start_store(store_url)
     engine = Engine(store)
     try:
         yield Harness(engine, fake_anthropic, tmp_path)
