@@ -16,7 +16,7 @@ from typing import Any
 
 from fake_anthropic import Auto, FakeAnthropic, Reply, text, tool_use
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-ant-test-key-0123456789"
 
 SHOP_BOT = """\

@@ -20,7 +20,7 @@ from botrunner.commands import validate
 from botrunner.commands.reference import TESTS_DOC_PATH, render_tests
 from botrunner.testing.loader import check_test_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = load_schema(TESTS_SCHEMA_NAME)
 BOT = ROOT / "bots" / "weather.yaml"
 

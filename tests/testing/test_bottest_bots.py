@@ -13,7 +13,7 @@ from pathlib import Path
 
 from record_bots import record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BOTS = ROOT / "bots"
 
 
