@@ -162,6 +162,7 @@ class PreparedTurn:
                 messages=messages,
                 tools=[tool.to_api() for tool in bot.tools],
                 temperature=bot.model.temperature,
+                reasoning_effort=bot.model.reasoning_effort,
             )
             while True:
                 reply: AssistantMessage | None = None
@@ -230,6 +231,7 @@ class PreparedTurn:
         record = self.record
         record.outcome = status if record.error_code is None else "error"
         record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+        record.cache_read_tokens = usage.cache_read_tokens
         record.latency_ms = round((time.monotonic() - started) * 1000, 1)
 
     async def _finish(
