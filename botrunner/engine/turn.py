@@ -28,7 +28,7 @@ from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import Admission, StartedTurn, Store, UsageRecord
 from botrunner.store.transcript import Transcript
-from botrunner.tools import ToolOutcome, ToolRunner
+from botrunner.tools import ToolOutcome, ToolRunner, redact
 
 
 class Services(Protocol):
@@ -209,8 +209,10 @@ class PreparedTurn:
             await asyncio.shield(finishing)
             yield Done(self.usage, reply.stop_reason)
         except ProviderError as exc:
-            record.error_code, record.error_detail = exc.code, exc.detail or None
-            yield Error(exc.code, exc.message, exc.detail)
+            # What the API said may quote the request, a secret of the bot's in any form.
+            detail = redact(exc.detail, bot.secrets) if exc.detail else ""
+            record.error_code, record.error_detail = exc.code, detail or None
+            yield Error(exc.code, exc.message, detail)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(
