@@ -116,6 +116,12 @@ def chat(
         from botrunner.engine import turnlog
 
         turnlog.configure(log_to)
+    else:
+        import logging
+
+        # The terminal is for the conversation: every failure the user must know about is
+        # printed as an error line; the structured log goes where --log says.
+        logging.getLogger("botrunner").addHandler(logging.NullHandler())
     from botrunner.commands import chat as command
 
     return command.run(path, session=session, variables=values, db=db, reload=not no_reload)

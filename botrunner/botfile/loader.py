@@ -27,6 +27,7 @@ from botrunner.botfile.envcheck import check_env_refs, check_env_set, check_mode
 from botrunner.botfile.filecheck import FileCheck, display
 from botrunner.botfile.modelcheck import check_model_name
 from botrunner.botfile.problems import Problem, format_text
+from botrunner.botfile.rendercheck import check_system_renders, check_tool_renders, sample_user
 from botrunner.botfile.schemacheck import check_schema
 from botrunner.botfile.templatecheck import SYSTEM_VARIABLES, check_system, check_variables
 from botrunner.botfile.toolcheck import check_tools
@@ -67,8 +68,30 @@ def check_file(
     `strict` also reports each `${NAME}` without a default whose variable is unset or empty
     (by name; values are never shown). Missing variables are not errors otherwise.
     """
+    try:
+        return _check_file(path, strict, os.environ if env is None else env)
+    except Exception as exc:  # noqa: BLE001 - one file must never stop validate or a reload
+        # Every known problem is reported by the passes; this is a botrunner bug, reported on
+        # the file (so `serve` keeps the previous version) and logged with its traceback.
+        log.exception("checking %s failed unexpectedly", path)
+        reason = " ".join(str(exc).split())[:200]
+        return None, [
+            Problem(
+                str(path),
+                1,
+                1,
+                "error",
+                f"botrunner could not check this file ({type(exc).__name__}: {reason})",
+                "This is a bug in botrunner, not a rule of the file format: undo your last "
+                "change to find what triggers it, and report it with the file.",
+            )
+        ]
+
+
+def _check_file(
+    path: str | os.PathLike[str], strict: bool, env: Mapping[str, str]
+) -> tuple[Bot | None, list[Problem]]:
     file = str(path)
-    env = os.environ if env is None else env
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -97,8 +120,14 @@ def check_file(
     check_model(check)
     check_model_name(check)
     variables = check_variables(check)
+    before = len(check.problems)
     system = check_system(check, variables)
+    if system is not None and len(check.problems) == before:
+        fields, _whole = system.fields("user")
+        check_system_renders(check, system, variables, sample_user(f for f, _, _ in fields))
     tools = check_tools(check)
+    for index, tool in _indexed(check, tools):
+        check_tool_renders(check, index, tool)
     if strict:
         check_env_set(check)
     key = lambda p: (p.line, p.column)  # noqa: E731
@@ -110,6 +139,13 @@ def check_file(
     assert system is not None
     version = hashlib.sha256(raw).hexdigest()[:12]
     return _build(check, Path(path), version, variables, system, tools), problems
+
+
+def _indexed(check: FileCheck, tools: list[Tool]) -> list[tuple[int, Tool]]:
+    """Each tool with its index under `tools:` (tools that failed a rule are left out)."""
+    data = check.get(("tools",)) or []
+    index = {item.get("name"): i for i, item in enumerate(data) if isinstance(item, dict)}
+    return [(index[tool.name], tool) for tool in tools]
 
 
 def _build(

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from botrunner.bot import Bot
@@ -26,7 +27,11 @@ from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import StartedTurn, Store
+from botrunner.templating import RenderFailed
+from botrunner.templating.prompt import system_context
 from botrunner.tools import ToolOutcome, ToolRunner
+
+log = logging.getLogger("botrunner.engine")
 
 
 class Services(Protocol):
@@ -75,18 +80,11 @@ class PreparedTurn:
         )
 
     def system_prompt(self, suffix: str) -> str:
-        now = dt.datetime.now().astimezone()
-        context: dict[str, Any] = dict(self.bot.variables)
-        if self.variables:
-            context.update(self.variables)
-        context.update(
-            today=now.date().isoformat(),
-            now=now.isoformat(timespec="minutes"),
-            bot={"name": self.bot.name, "description": self.bot.description},
-            user=self.user,
-        )
-        prompt = self.bot.system.render(context)
-        return prompt + suffix
+        """The rendered system prompt; raises RenderFailed when the template fails."""
+        bot = self.bot
+        variables = {**bot.variables, **self.variables} if self.variables else bot.variables
+        context = system_context(bot.name, bot.description, variables, self.user)
+        return bot.system.render(context) + suffix
 
     async def events(self) -> AsyncIterator[Event]:
         """The turn's events. Nothing is passed on (and nothing more of the turn is written)
@@ -196,6 +194,9 @@ class PreparedTurn:
         except ProviderError as exc:
             record.error_code = exc.code
             yield Error(exc.code, exc.message)
+        except RenderFailed as exc:
+            record.error_code = "template_error"
+            yield self._template_error(exc)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(
@@ -209,6 +210,30 @@ class PreparedTurn:
                 self._settle(status, usage, started)
                 finishing = asyncio.ensure_future(self._finish(status, usage))
             await asyncio.shield(finishing)
+
+    def _template_error(self, exc: RenderFailed) -> Error:
+        """The end user hears where the bot file is wrong (its name, not its path) and why;
+        the log has the full path for the operator."""
+        where = self.bot.system.location
+        file, line = (where.file, where.line + exc.line - 1) if where else (str(self.bot.path), 0)
+        log.warning(
+            "template_error",
+            extra={
+                "fields": {
+                    "request_id": self.record.request_id,
+                    "bot": self.bot.name,
+                    "file": file,
+                    "line": line,
+                    "reason": exc.reason,
+                }
+            },
+        )
+        return Error(
+            "template_error",
+            f"The bot's system prompt could not be filled in ({Path(file).name}:{line}: "
+            f"{exc.reason}), so the message was not answered. The bot's author needs to fix "
+            "the template; `botrunner validate` shows the problem.",
+        )
 
     def _settle(self, status: str, usage: Usage, started: float) -> None:
         record = self.record

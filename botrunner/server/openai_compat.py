@@ -32,7 +32,13 @@ from botrunner.server.streaming import SSE, TurnStream, observed
 
 router = APIRouter(prefix="/v1")
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
-_STATUS = {"timeout": 504, "rate_limited": 503, "overloaded": 503, "tool_limit": 502}
+_STATUS = {
+    "timeout": 504,
+    "rate_limited": 503,
+    "overloaded": 503,
+    "tool_limit": 502,
+    "template_error": 500,
+}
 
 
 class CompletionIn(BaseModel):

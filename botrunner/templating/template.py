@@ -13,14 +13,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from botrunner.templating.envrefs import Trusted, rewrite_env
 from botrunner.templating.location import Location
+from botrunner.templating.sandbox import MAX_DIGITS, RenderFailed, environment, render_failure
 
-__all__ = ["SYNTAX_MARKS", "Template", "TemplateProblem", "environment"]
-
-# The one environment for prompts and plain http fields. Lenient at render time: a missing
-# `user.name` renders as empty text; undefined *top-level* names are rejected at load instead.
-environment = SandboxedEnvironment(
-    autoescape=False, keep_trailing_newline=True, undefined=jinja2.Undefined
-)
+__all__ = ["SYNTAX_MARKS", "RenderFailed", "Template", "TemplateProblem", "environment"]
 
 # A text without any of these is plain text: it is never compiled.
 SYNTAX_MARKS = ("{{", "{%", "{#")
@@ -56,6 +51,21 @@ def _locate(source: str, name: str, lineno: int) -> tuple[int, int]:
             if match:
                 return index + 1, match.start()
     return lineno, 0
+
+
+def _locate_field(source: str, name: str, field: str, lineno: int) -> tuple[int, int]:
+    """Best position of `name.field` or `name['field']`: its first use on `lineno`."""
+    pattern = re.compile(
+        rf"(?<![\w.'\"]){re.escape(name)}\s*(?:\.\s*{re.escape(field)}\b"
+        rf"|\[\s*['\"]{re.escape(field)}['\"]\s*\])"
+    )
+    lines = source.split("\n")
+    for index in [lineno - 1, *range(len(lines))]:
+        if 0 <= index < len(lines):
+            match = pattern.search(lines[index])
+            if match:
+                return index + 1, match.start()
+    return _locate(source, name, lineno)
 
 
 def _undeclared(ast: nodes.Template, source: str) -> list[tuple[str, int, int]]:
@@ -107,6 +117,34 @@ def _syntax_problem(exc: jinja2.TemplateSyntaxError, source: str, code: str) -> 
     )
 
 
+_LONG_NUMBER = re.compile(rf"\d{{{MAX_DIGITS + 1},}}")
+
+
+def _compile_problem(exc: Exception, source: str) -> TemplateProblem:
+    """A template Jinja could not compile for a reason other than its syntax."""
+    long_number = _LONG_NUMBER.search(source)
+    if isinstance(exc, ValueError) and long_number:
+        # Jinja's lexer converts number literals with int(), which refuses over 4300 digits.
+        start = long_number.start()
+        return TemplateProblem(
+            f"a number in this template has more than {MAX_DIGITS} digits",
+            "Write the number as text (in quotes) or use a shorter one.",
+            source.count("\n", 0, start) + 1,
+            start - (source.rfind("\n", 0, start) + 1),
+        )
+    if isinstance(exc, RecursionError):
+        return TemplateProblem(
+            "the template nests too deeply to compile",
+            "Use fewer nested brackets, tags or filters in one expression.",
+        )
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return TemplateProblem(
+        f"the template could not be compiled ({type(exc).__name__}: {reason})",
+        "Simplify the expressions in this template; if it looks right, report this as a "
+        "botrunner bug with the template.",
+    )
+
+
 # Jinja names the token it stopped at in its messages: "unexpected '}'", "got 'x'",
 # "unknown tag 'endfo'"; the lexer gives an offset: "unexpected char '!' at 12".
 _AT_OFFSET = re.compile(r"unexpected char .* at (\d+)$")
@@ -143,7 +181,7 @@ def _error_offset(exc: jinja2.TemplateSyntaxError, code: str, line: int) -> int 
 class Template:
     """One text from the bot file, compiled once. `render` is on the per-message hot path."""
 
-    __slots__ = ("source", "location", "_compiled", "_env", "_undeclared")
+    __slots__ = ("source", "location", "_compiled", "_env", "_undeclared", "_ast")
 
     def __init__(
         self,
@@ -163,12 +201,16 @@ class Template:
                 self._env = None
         self._compiled: jinja2.Template | None = None
         self._undeclared: list[tuple[str, int, int]] = []
+        self._ast: nodes.Template | None = None
         if any(mark in code for mark in SYNTAX_MARKS):
             try:
                 self._compiled, ast = _compile(_environment, code)
             except jinja2.TemplateSyntaxError as exc:
                 raise _syntax_problem(exc, source, code) from None
+            except Exception as exc:  # noqa: BLE001 - whatever Jinja raises, a problem here
+                raise _compile_problem(exc, source) from None
             self._undeclared = _undeclared(ast, source)
+            self._ast = ast
             if "__env" in source:
                 raise TemplateProblem(
                     'names starting with "__" are reserved', "Rename the variable.", 1, None
@@ -182,12 +224,42 @@ class Template:
         """Top-level names the template reads: (name, line 1-based, column 0-based)."""
         return list(self._undeclared)
 
+    def fields(self, name: str) -> tuple[list[tuple[str, int, int]], bool]:
+        """How the template reads the top-level `name`: the fields it reads as `name.x` or
+        `name['x']` (field, line 1-based, column 0-based), and whether it also uses `name` in
+        any other way (printed whole, looped over, passed to a filter)."""
+        if self._ast is None:
+            return [], False
+        found: list[tuple[str, int, int]] = []
+        direct: set[int] = set()
+        for node in self._ast.find_all((nodes.Getattr, nodes.Getitem)):
+            target = node.node
+            if not (isinstance(target, nodes.Name) and target.name == name):
+                continue
+            if isinstance(node, nodes.Getattr):
+                field = node.attr
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                field = node.arg.value
+            else:
+                continue
+            direct.add(id(target))
+            found.append((field, *_locate_field(self.source, name, field, node.lineno)))
+        whole = any(
+            n.name == name and n.ctx == "load" and id(n) not in direct
+            for n in self._ast.find_all(nodes.Name)
+        )
+        found.sort(key=lambda item: (item[1], item[2]))
+        return found, whole
+
     def render(self, context: Mapping[str, Any]) -> str:
         if self._compiled is None:
             return self.source
         if self._env is not None:
             context = {**context, "__env": self._env}
-        return self._compiled.render(context)
+        try:
+            return self._compiled.render(context)
+        except Exception as exc:  # noqa: BLE001 - reported as RenderFailed, with its line
+            raise render_failure(exc) from exc
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"

@@ -247,3 +247,25 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_conversation(fake_anthropic, tmp_p
         os.close(master)
     # The cut-off turn is not sent again; the conversation goes on.
     assert len(fake_anthropic.requests[-1].messages) == 1
+
+
+def test_a_template_that_fails_when_filled_in_is_an_error_line(fake_anthropic, tmp_path):
+    path = tmp_path / "bot.yaml"
+    # Passes validate (its trial render sets user.name); the terminal user has no name.
+    write_bot(path, '"Lessons last {{ 60 // user.name|length }} minutes."')
+    result = subprocess.run(
+        [BOTRUNNER, "chat", str(path), "--db", str(tmp_path / "c.db")],
+        input="hi\n",
+        capture_output=True,
+        text=True,
+        env=env_for(fake_anthropic),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: The bot's system prompt could not be filled in (bot.yaml:5: integer division "
+        "or modulo by zero), so the message was not answered. The bot's author needs to fix "
+        "the template; `botrunner validate` shows the problem.\n"
+    )
+    assert fake_anthropic.requests == []
