@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool
+from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool, UserAttribute
 from botrunner.botfile import yamlsrc
 from botrunner.botfile.envcheck import check_env_refs, check_env_set, check_model
 from botrunner.botfile.filecheck import FileCheck, display
@@ -31,6 +31,7 @@ from botrunner.botfile.rendercheck import check_system_renders, check_tool_rende
 from botrunner.botfile.schemacheck import check_schema
 from botrunner.botfile.templatecheck import SYSTEM_VARIABLES, check_system, check_variables
 from botrunner.botfile.toolcheck import check_tools
+from botrunner.botfile.usercheck import check_user_attributes
 from botrunner.templating.envrefs import ENV_REF, substitute_env
 from botrunner.templating.template import Template
 
@@ -120,11 +121,11 @@ def _check_file(
     check_model(check)
     check_model_name(check)
     variables = check_variables(check)
-    before = len(check.problems)
+    before = _errors(check)
     system = check_system(check, variables)
-    if system is not None and len(check.problems) == before:
-        fields, _whole = system.fields("user")
-        check_system_renders(check, system, variables, sample_user(f for f, _, _ in fields))
+    user_attributes = check_user_attributes(check, system)
+    if system is not None and _errors(check) == before:
+        check_system_renders(check, system, variables, sample_user(user_attributes))
     tools = check_tools(check)
     for index, tool in _indexed(check, tools):
         check_tool_renders(check, index, tool)
@@ -138,7 +139,12 @@ def _check_file(
         return None, problems
     assert system is not None
     version = hashlib.sha256(raw).hexdigest()[:12]
-    return _build(check, Path(path), version, variables, system, tools), problems
+    bot = _build(check, Path(path), version, variables, system, tools, user_attributes)
+    return bot, problems
+
+
+def _errors(check: FileCheck) -> int:
+    return sum(p.is_error for p in check.problems)
 
 
 def _indexed(check: FileCheck, tools: list[Tool]) -> list[tuple[int, Tool]]:
@@ -155,6 +161,7 @@ def _build(
     variables: dict[str, Any],
     system: Template,
     tools: list[Tool],
+    user_attributes: dict[str, UserAttribute],
 ) -> Bot:
     """The `Bot` of a file without errors: the schema guarantees every value's type."""
     data = check.src.data
@@ -193,6 +200,7 @@ def _build(
         description=data.get("description", ""),
         variables=variables,
         greeting=data.get("greeting"),
+        user_attributes=user_attributes,
         memory=Memory(
             strategy=memory.get("strategy", "window"),
             max_turns=memory.get("max_turns", 20),

@@ -9,10 +9,10 @@ input_schema (its default, first example or first enum value, else a value of it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from botrunner.bot import Tool
+from botrunner.bot import Tool, UserAttribute
 from botrunner.botfile.filecheck import FileCheck, PathT, display
 from botrunner.templating import RenderFailed, Template
 from botrunner.templating.prompt import system_context
@@ -22,9 +22,10 @@ __all__ = ["check_system_renders", "check_tool_renders", "sample_input", "sample
 _SAMPLES = "today, now, bot, your variables, sample text for each user attribute"
 
 
-def sample_user(attributes: Iterable[str]) -> dict[str, str]:
-    """A user with every attribute in `attributes` set to sample text, and an id."""
-    return {"id": "sample-user", **{name: f"sample {name}" for name in attributes}}
+def sample_user(attributes: Mapping[str, UserAttribute]) -> dict[str, str]:
+    """A user with an id and every attribute set to sample text (within its length)."""
+    sample = {name: f"sample {name}"[: spec.max_length] for name, spec in attributes.items()}
+    return {"id": "sample-user", **sample}
 
 
 def check_system_renders(

@@ -44,8 +44,10 @@ def _type(schema: dict[str, Any]) -> str:
         text = f"list of {_TYPES.get(schema['items'].get('type', ''), 'values')}s"
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
         inner = schema["additionalProperties"].get("type")
+        if isinstance(inner, list):  # ["object", "null"]: an empty value means the defaults
+            inner = next((k for k in inner if k != "null"), None)
         if inner:
-            text = f"mapping of {_TYPES.get(inner, inner)}"
+            text = "mapping of " + ("mappings" if inner == "object" else _TYPES.get(inner, inner))
     if "enum" in schema:
         text = "one of " + ", ".join(_code(v) for v in schema["enum"])
     rules = []
@@ -70,6 +72,14 @@ def _sections(schema: dict[str, Any], title: str, out: list[dict[str, Any]]) -> 
             _sections(sub, where, out)
         elif isinstance(sub.get("items"), dict) and sub["items"].get("properties"):
             _sections(sub["items"], f"{where}[]", out)
+        elif _named_entries(sub):
+            _sections(sub["additionalProperties"], f"{where}.<name>", out)
+
+
+def _named_entries(schema: dict[str, Any]) -> bool:
+    """A mapping whose values are themselves documented mappings (user_attributes)."""
+    entry = schema.get("additionalProperties")
+    return isinstance(entry, dict) and bool(entry.get("properties"))
 
 
 def render(schema: dict[str, Any] | None = None) -> str:
@@ -119,8 +129,9 @@ def render(schema: dict[str, Any] | None = None) -> str:
                 isinstance(prop.get("items"), dict) and prop["items"].get("properties")
             )
             name = f"`{key}`"
-            if nested:
+            if nested or _named_entries(prop):
                 anchor = link + ("[]" if prop.get("type") == "array" else "")
+                anchor += ".<name>" if _named_entries(prop) else ""
                 name += f" ([details](#{_anchor(anchor)}))"
             lines.append(f"| {name} | {_cell(_type(prop))} | {default} | {_cell(desc)} |")
         lines.append("")

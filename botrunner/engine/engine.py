@@ -32,12 +32,14 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class InputError(Exception):
-    """The user's message can't be accepted; nothing was stored. Carries a stable `code`."""
+    """The user's message can't be accepted; nothing was stored. Carries a stable `code`, and
+    `details` a client can act on (e.g. the attribute and its limit)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
 
 def clean_message(text: str, max_chars: int) -> str:
@@ -52,6 +54,52 @@ def clean_message(text: str, max_chars: int) -> str:
             f"{max_chars}. Shorten it or split it into several messages.",
         )
     return text
+
+
+def clean_user(bot: Bot, attributes: Mapping[str, Any], *, trusted: bool = False) -> dict[str, Any]:
+    """The user attributes the bot's template gets: each one the bot accepts (see
+    `Bot.user_attributes`), as text without control characters, `id` as given (the transport
+    has checked it). Refuses an attribute the bot does not accept, unless `trusted` (a backend
+    the operator gave a trusted key: it is left out then), and any value over its limit."""
+    cleaned: dict[str, Any] = {}
+    for name, value in attributes.items():
+        if name == "id":
+            cleaned[name] = value
+            continue
+        spec = bot.user_attributes.get(name)
+        if spec is None:
+            if trusted:
+                continue
+            accepted = ", ".join(sorted(bot.user_attributes)) or "none"
+            raise InputError(
+                "unknown_user_attribute",
+                f'This bot does not accept the user attribute "{name}" (it accepts: '
+                f"{accepted}). Leave it out, or ask the bot's author to add it under "
+                "user_attributes:.",
+                attribute=name,
+            )
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            text = _CONTROL.sub("", str(value))
+        else:
+            raise InputError(
+                "invalid_user_attribute",
+                f'The user attribute "{name}" must be text, a number or true/false.',
+                attribute=name,
+            )
+        if len(text) > spec.max_length:
+            raise InputError(
+                "user_attribute_too_long",
+                f'The user attribute "{name}" is {len(text)} characters long; this bot '
+                f"accepts at most {spec.max_length}. Shorten it.",
+                attribute=name,
+                max_length=spec.max_length,
+            )
+        cleaned[name] = text
+    return cleaned
 
 
 class Engine:
@@ -79,10 +127,13 @@ class Engine:
         user: Mapping[str, Any] | None = None,
         variables: Mapping[str, Any] | None = None,
         request_id: str | None = None,
+        trusted: bool = False,
     ) -> PreparedTurn:
         """Validate and acknowledge one user message. Raises InputError, RateLimited or
-        ProviderError before anything is stored."""
+        ProviderError before anything is stored. `user` holds the user's attributes for the
+        template, checked by `clean_user` (`trusted`: see there)."""
         text = clean_message(message, bot.limits.max_message_chars)
+        attributes = clean_user(bot, user or {}, trusted=trusted)
         provider = get_provider(bot)
         provider.check()
         content = [{"type": "text", "text": text}]
@@ -92,9 +143,7 @@ class Engine:
         if isinstance(started, Refused):
             assert admission is not None
             raise self.limiter.refusal(admission, started)
-        return PreparedTurn(
-            self, bot, provider, started, text, dict(user or {}), variables, request_id
-        )
+        return PreparedTurn(self, bot, provider, started, text, attributes, variables, request_id)
 
     async def turn(
         self, bot: Bot, key: ConversationKey, message: str, **options: Any
@@ -129,4 +178,4 @@ class Engine:
         await aclose_all()
 
 
-__all__ = ["Engine", "InputError", "NotStored", "PreparedTurn", "clean_message"]
+__all__ = ["Engine", "InputError", "NotStored", "PreparedTurn", "clean_message", "clean_user"]

@@ -41,31 +41,37 @@ class TemplateProblem(ValueError):
         self.path = path
 
 
-def _locate(source: str, name: str, lineno: int) -> tuple[int, int]:
-    """Best column for a variable name: its first use on `lineno` inside a tag."""
+def _search(source: str, pattern: re.Pattern[str], lineno: int) -> tuple[int, int] | None:
+    """Position of `pattern`'s first match on `lineno`, else anywhere: (line, column)."""
     lines = source.split("\n")
-    pattern = re.compile(r"(?<![\w.'\"])" + re.escape(name) + r"\b")
     for index in [lineno - 1, *range(len(lines))]:
         if 0 <= index < len(lines):
             match = pattern.search(lines[index])
             if match:
                 return index + 1, match.start()
-    return lineno, 0
+    return None
+
+
+def _name_pattern(name: str, after: str = "") -> re.Pattern[str]:
+    return re.compile(r"(?<![\w.'\"])" + re.escape(name) + r"\b" + after)
+
+
+def _locate(source: str, name: str, lineno: int) -> tuple[int, int]:
+    """Best column for a variable name: its first use on `lineno` inside a tag."""
+    return _search(source, _name_pattern(name), lineno) or (lineno, 0)
 
 
 def _locate_field(source: str, name: str, field: str, lineno: int) -> tuple[int, int]:
     """Best position of `name.field` or `name['field']`: its first use on `lineno`."""
-    pattern = re.compile(
-        rf"(?<![\w.'\"]){re.escape(name)}\s*(?:\.\s*{re.escape(field)}\b"
-        rf"|\[\s*['\"]{re.escape(field)}['\"]\s*\])"
-    )
-    lines = source.split("\n")
-    for index in [lineno - 1, *range(len(lines))]:
-        if 0 <= index < len(lines):
-            match = pattern.search(lines[index])
-            if match:
-                return index + 1, match.start()
-    return _locate(source, name, lineno)
+    quoted = re.escape(field)
+    after = rf"\s*(?:\.\s*{quoted}\b|\[\s*['\"]{quoted}['\"]\s*\])"
+    return _search(source, _name_pattern(name, after), lineno) or _locate(source, name, lineno)
+
+
+def _locate_whole(source: str, name: str, lineno: int) -> tuple[int, int]:
+    """Best position of `name` used other than as `name.x` / `name[...]`."""
+    found = _search(source, _name_pattern(name, r"(?!\s*[.\[])"), lineno)
+    return found or _locate(source, name, lineno)
 
 
 def _undeclared(ast: nodes.Template, source: str) -> list[tuple[str, int, int]]:
@@ -224,12 +230,12 @@ class Template:
         """Top-level names the template reads: (name, line 1-based, column 0-based)."""
         return list(self._undeclared)
 
-    def fields(self, name: str) -> tuple[list[tuple[str, int, int]], bool]:
+    def fields(self, name: str) -> tuple[list[tuple[str, int, int]], list[tuple[int, int]]]:
         """How the template reads the top-level `name`: the fields it reads as `name.x` or
-        `name['x']` (field, line 1-based, column 0-based), and whether it also uses `name` in
-        any other way (printed whole, looped over, passed to a filter)."""
+        `name['x']` (field, line 1-based, column 0-based), and where it uses `name` in any
+        other way (printed whole, looped over, passed to a filter): (line, column)."""
         if self._ast is None:
-            return [], False
+            return [], []
         found: list[tuple[str, int, int]] = []
         direct: set[int] = set()
         for node in self._ast.find_all((nodes.Getattr, nodes.Getitem)):
@@ -244,12 +250,13 @@ class Template:
                 continue
             direct.add(id(target))
             found.append((field, *_locate_field(self.source, name, field, node.lineno)))
-        whole = any(
-            n.name == name and n.ctx == "load" and id(n) not in direct
+        whole = [
+            _locate_whole(self.source, n.name, n.lineno)
             for n in self._ast.find_all(nodes.Name)
-        )
+            if n.name == name and n.ctx == "load" and id(n) not in direct
+        ]
         found.sort(key=lambda item: (item[1], item[2]))
-        return found, whole
+        return found, sorted(whole)
 
     def render(self, context: Mapping[str, Any]) -> str:
         if self._compiled is None:

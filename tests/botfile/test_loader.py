@@ -725,3 +725,38 @@ def test_non_string_dialect_in_input_schema_is_a_problem_not_a_crash(tmp_path):
     )
     _, shown, _ = check(tmp_path, source, env={})
     assert len(shown) == 1 and "input_schema is not a valid JSON Schema" in shown[0]
+
+
+def test_user_attributes_declared_or_read_by_system(tmp_path):
+    from botrunner.bot import UserAttribute
+
+    bot, shown, _ = check(
+        tmp_path,
+        """\
+        name: tutor
+        model:
+          name: claude-sonnet-4-6
+        user_attributes:
+          x-note: shown to the model
+          name: {max_length: 80, description: first name}
+          level:
+        system: "{{ user.name }} ({{ user['level'] }}), {{ user.id }}"
+        """,
+    )
+    assert shown == []
+    assert bot.user_attributes == {
+        "name": UserAttribute(80, "first name"),
+        "level": UserAttribute(200),
+    }
+    # Without the block: the attributes system reads, each up to 200 characters (id aside).
+    bot, shown, _ = check(
+        tmp_path,
+        MINIMAL.replace("You are a tutor.", "'{{ user.name }} {{ user.id }} {{ user.name }}'"),
+    )
+    assert shown == []
+    assert bot.user_attributes == {"name": UserAttribute(200)}
+    # An empty block accepts none.
+    _, shown, _ = check(
+        tmp_path, MINIMAL.replace("You are a tutor.", "'{{ user.name }}'") + "user_attributes: {}\n"
+    )
+    assert shown == ["4:13: error: user.name is not declared under user_attributes"]
