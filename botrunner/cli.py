@@ -179,6 +179,24 @@ def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
     type=float,
     help="Seconds replies in flight may take to finish on shutdown.",
 )
+@click.option(
+    "--max-header-bytes",
+    envvar="BOTRUNNER_MAX_HEADER_BYTES",
+    show_envvar=True,
+    default=32 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request line and headers accepted, in bytes (larger: 431).",
+)
+@click.option(
+    "--max-headers",
+    envvar="BOTRUNNER_MAX_HEADERS",
+    show_envvar=True,
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most request headers accepted (more: 431).",
+)
 def serve(
     path: Path,
     host: str,
@@ -189,9 +207,12 @@ def serve(
     log_to: str,
     insecure_no_auth: bool,
     grace: float,
+    max_header_bytes: int,
+    max_headers: int,
 ) -> int:
     """Serve the bot in PATH (a bot file or a directory of them) over HTTP."""
     from botrunner.commands import serve as command
+    from botrunner.server.headlimits import HeadLimits
 
     return command.run(
         path,
@@ -203,6 +224,7 @@ def serve(
         log_to=log_to,
         insecure_no_auth=insecure_no_auth,
         grace=grace,
+        head_limits=HeadLimits(max_header_bytes, max_headers),
     )
 
 

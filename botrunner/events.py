@@ -42,10 +42,13 @@ class ToolResult:
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    """A turn ended without a complete reply. `code` is stable and machine-readable."""
+    """A turn ended without a complete reply. `code` is stable and machine-readable;
+    `message` is for the end user; `detail` (what the model API said, secrets redacted) is for
+    the operator: a terminal may show it, an HTTP transport never sends it."""
 
     code: str
     message: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,7 +193,8 @@ class Chat:
                 self.failed = not self.interactive
                 if wrote:
                     print(file=self.out, flush=True)
-                self.err(f"error: {event.message}")
+                detail = f" ({event.detail})" if event.detail else ""
+                self.err(f"error: {event.message}{detail}")
                 return
             elif isinstance(event, Done):
                 print("\n" if self.interactive else "", file=self.out, flush=True)

@@ -36,6 +36,7 @@ from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing, KeysError, load_keys
+from botrunner.server.headlimits import HeadLimits, bounded_protocol
 from botrunner.store import open_store
 
 log = logging.getLogger("botrunner.serve")
@@ -66,6 +67,7 @@ def run(
     insecure_no_auth: bool = False,
     grace: float = 30.0,
     max_body_bytes: int = 64 * 1024,
+    head_limits: HeadLimits | None = None,
 ) -> int:
     if not Path(path).exists():
         _err(f"error: {path}: no such file or directory")
@@ -93,7 +95,10 @@ def run(
         )
         return 2
     turnlog.configure(log_to)
-    return _run_loop(_serve(live, host, port, db, reload, keys, grace, max_body_bytes))
+    settings = Settings(keys=keys, max_body_bytes=max_body_bytes)
+    if head_limits is not None:
+        settings.head_limits = head_limits
+    return _run_loop(_serve(live, host, port, db, reload, grace, settings))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -124,15 +129,14 @@ async def _serve(
     port: int,
     db: Path | str,
     reload: bool,
-    keys: KeyRing,
     grace: float,
-    max_body_bytes: int,
+    settings: Settings,
 ) -> int:
     if "://" not in str(db) and str(db) != ":memory:":
         Path(db).parent.mkdir(parents=True, exist_ok=True)
     store = open_store(db)
     engine = Engine(store)
-    app = create_app(live, engine, Settings(keys=keys, max_body_bytes=max_body_bytes))
+    app = create_app(live, engine, settings)
     # The model SDK (about 2 s to import) loads in a thread while the server starts and
     # listens; a chat turn that comes first waits for it.
     loading = _import_providers(live)
@@ -145,11 +149,13 @@ async def _serve(
         access_log=False,
         server_header=False,
         lifespan="off",
+        # httptools, with the bytes buffered for an unfinished request head bounded.
+        http=bounded_protocol(settings.head_limits),
     )
     server = _Server(config)
     stop = asyncio.Event()
     tasks = [
-        asyncio.create_task(_announce(server, live, keys)),
+        asyncio.create_task(_announce(server, live, settings.keys)),
         asyncio.create_task(_check_providers(engine, live, loading)),
     ]
     if reload:

@@ -25,6 +25,7 @@ from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
 from botrunner.providers.base import ProviderError
 from botrunner.store.base import ConversationKey, Refused, Store
+from botrunner.store.transcript import Transcript
 from botrunner.tools.http import ToolRunner
 
 # Control characters other than tab and newline (CR is normalised to newline first).
@@ -102,6 +103,21 @@ def clean_user(bot: Bot, attributes: Mapping[str, Any], *, trusted: bool = False
     return cleaned
 
 
+def clean_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client's earlier messages with control characters stripped from their text, as
+    from a new message (nothing is refused: what memory sends of them is bounded)."""
+    cleaned = []
+    for message in messages:
+        blocks = [
+            {**b, "text": _CONTROL.sub("", str(b.get("text", "")))}
+            if b.get("type") == "text"
+            else b
+            for b in message.get("content") or []
+        ]
+        cleaned.append({**message, "content": blocks})
+    return cleaned
+
+
 class Engine:
     """Shared by every transport. Owns the tool runner and background work (summaries)."""
 
@@ -127,23 +143,41 @@ class Engine:
         user: Mapping[str, Any] | None = None,
         variables: Mapping[str, Any] | None = None,
         request_id: str | None = None,
+        history: list[dict[str, Any]] | None = None,
         trusted: bool = False,
     ) -> PreparedTurn:
         """Validate and acknowledge one user message. Raises InputError, RateLimited or
-        ProviderError before anything is stored. `user` holds the user's attributes for the
-        template, checked by `clean_user` (`trusted`: see there)."""
+        ProviderError before anything is stored.
+
+        `user` holds the user's attributes for the template, checked by `clean_user`
+        (`trusted`: see there). `history`: the earlier messages (wire shape) of a
+        conversation the client keeps itself. When given, the memory policy is applied to
+        them and nothing stored is read: the store only receives this turn, under `key`
+        (which should name a session of its own). None: the earlier turns are the stored
+        ones of `key`."""
         text = clean_message(message, bot.limits.max_message_chars)
         attributes = clean_user(bot, user or {}, trusted=trusted)
         provider = get_provider(bot)
         provider.check()
         content = [{"type": "text", "text": text}]
         admission = self.limiter.admission(bot, key.user)
-        recent = get_strategy(bot.memory.strategy).recent(bot)
+        transcript = None if history is None else Transcript(clean_history(history))
+        recent = None if transcript is not None else get_strategy(bot.memory.strategy).recent(bot)
         started = await self.store.start_turn(key, content, admission, recent)
         if isinstance(started, Refused):
             assert admission is not None
             raise self.limiter.refusal(admission, started)
-        return PreparedTurn(self, bot, provider, started, text, attributes, variables, request_id)
+        return PreparedTurn(
+            self,
+            bot,
+            provider,
+            started,
+            text,
+            attributes,
+            variables,
+            request_id,
+            transcript=transcript,
+        )
 
     async def turn(
         self, bot: Bot, key: ConversationKey, message: str, **options: Any

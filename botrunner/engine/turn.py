@@ -27,6 +27,7 @@ from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import StartedTurn, Store
+from botrunner.store.transcript import Transcript
 from botrunner.templating import RenderFailed
 from botrunner.templating.prompt import system_context
 from botrunner.tools import ToolOutcome, ToolRunner
@@ -60,6 +61,8 @@ class PreparedTurn:
         user: dict[str, Any],
         variables: Mapping[str, Any] | None,
         request_id: str | None,
+        *,
+        transcript: Transcript | None = None,
     ) -> None:
         self.engine, self.bot, self.provider = engine, bot, provider
         self.conv, self.turn, self.text = started.conv, started.turn, text
@@ -67,7 +70,7 @@ class PreparedTurn:
         self._durable: asyncio.Future[None] | None = started.durable  # None once resolved
         # The store could not make the user's message durable: the turn was rolled back.
         self.lost = False
-        self.user, self.variables = user, variables
+        self.user, self.variables, self.transcript = user, variables, transcript
         key = self.conv.key
         self.user.setdefault("id", key.user)
         self.record = TurnRecord(
@@ -134,7 +137,10 @@ class PreparedTurn:
         finishing: asyncio.Future[None] | None = None
         try:
             memory = get_strategy(bot.memory.strategy)
-            if self.started.recent is not None:  # read by start_turn (see Engine.prepare)
+            if (kept := self.transcript) is not None:  # the client's, instead of the store's
+                own = kept.conversation(conv.key)
+                context = await memory.context(kept, own, bot, kept.next_turn, self.text)
+            elif self.started.recent is not None:  # read by start_turn (see Engine.prepare)
                 context = memory.from_recent(conv, bot, self.started.recent)
             else:
                 context = await memory.context(store, conv, bot, turn, self.text)
@@ -192,8 +198,8 @@ class PreparedTurn:
             await asyncio.shield(finishing)
             yield Done(usage, reply.stop_reason)
         except ProviderError as exc:
-            record.error_code = exc.code
-            yield Error(exc.code, exc.message)
+            record.error_code, record.error_detail = exc.code, exc.detail or None
+            yield Error(exc.code, exc.message, exc.detail)
         except RenderFailed as exc:
             record.error_code = "template_error"
             yield self._template_error(exc)
@@ -276,7 +282,8 @@ class PreparedTurn:
         if stored is not None and stored != status:
             self.record.outcome = status = stored
         log_turn(self.record)
-        if status == "ok" and bot.memory.strategy == "summarize":
+        # A summary of a conversation the client keeps would never be read again.
+        if status == "ok" and bot.memory.strategy == "summarize" and self.transcript is None:
             memory = get_strategy(bot.memory.strategy)
             engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
 

@@ -1,7 +1,8 @@
 """One structured JSON record per turn, on the `botrunner.engine.turn` logger.
 
 The engine fills a `TurnRecord`; transports decide where the logger writes (stderr, a file),
-so records never mix with chat output. Message text and secrets are never logged.
+so records never mix with chat output. Message text and secrets are never logged (an
+error's `error_detail` is what the model API said, with secrets redacted).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class TurnRecord:
     rounds: int = 0
     outcome: str = "ok"
     error_code: str | None = None
+    # What the model API said when it refused (secrets redacted); never sent to an end user.
+    error_detail: str | None = None
 
 
 def log_turn(record: TurnRecord) -> None:

@@ -32,12 +32,16 @@ class AssistantMessage:
 class ProviderError(Exception):
     """A model call failed. `message` is short and safe to show to a user (no keys, no raw
     upstream bodies); `code` is stable: `auth`, `rate_limited`, `overloaded`, `upstream`,
-    `timeout`, `connection`, `bad_request`, `stream_interrupted`, `config`."""
+    `timeout`, `connection`, `bad_request`, `prompt_too_long`, `request_too_large`,
+    `stream_interrupted`, `config`. `detail` is what the API said (status, error type, its
+    message with secrets redacted, its request id), for the operator: logged, never sent to
+    an end user."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail
 
 
 class Provider(Protocol):

@@ -76,17 +76,19 @@ def timed_out(emitted: bool, timeout_seconds: float) -> ProviderError:
 
 def interrupted(failure: ProviderError | Retryable) -> ProviderError:
     """A failure after output was shown: never retried, whatever it was."""
+    error = failure.error if isinstance(failure, Retryable) else failure
     return ProviderError(
         "stream_interrupted",
         "The reply was cut off before it finished "
-        f"({_cause(failure)}). Please send your message again.",
+        f"({_cause(error)}). Please send your message again.",
+        error.detail,
     )
 
 
 def gave_up(failure: Retryable, attempts: int) -> ProviderError:
     error = failure.error
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-    return ProviderError(error.code, f"{error.message} Gave up after {tries}.")
+    return ProviderError(error.code, f"{error.message} Gave up after {tries}.", error.detail)
 
 
 def no_time(failure: Retryable, wait: float, timeout_seconds: float) -> ProviderError:
@@ -96,15 +98,16 @@ def no_time(failure: Retryable, wait: float, timeout_seconds: float) -> Provider
             error.code,
             f"{error.message} It asks to retry in {_seconds(wait)}, past this turn's "
             f"{timeout_seconds:g} s limit. Please try again later.",
+            error.detail,
         )
     return ProviderError(
         error.code,
         f"{error.message} No time left to retry within the {timeout_seconds:g} s limit.",
+        error.detail,
     )
 
 
-def _cause(failure: ProviderError | Retryable) -> str:
-    error = failure.error if isinstance(failure, Retryable) else failure
+def _cause(error: ProviderError) -> str:
     return {
         "connection": "the connection to the model API was lost",
         "overloaded": "the model API became overloaded",

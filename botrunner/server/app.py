@@ -9,14 +9,15 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from botrunner.botfile.livebot import LiveBots
 from botrunner.botfile.problems import format_text
 from botrunner.engine import Engine
 from botrunner.server import chat, errors, openai_compat
+from botrunner.server.jsonbody import JSONBody
 from botrunner.server.metrics import Metrics
 from botrunner.server.middleware import Gate
 from botrunner.server.state import ServerState, Settings
@@ -31,11 +32,17 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
         summary="A YAML bot over HTTP: streamed chat, stored sessions, OpenAI-compatible API.",
         docs_url="/docs",
         redoc_url=None,
+        default_response_class=JSONBody,
     )
     state = ServerState(live, engine, settings, Metrics())
     app.state.botrunner = state
     errors.install(app)
-    app.add_middleware(Gate, keys=settings.keys, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        Gate,
+        keys=settings.keys,
+        max_body_bytes=settings.max_body_bytes,
+        head_limits=settings.head_limits,
+    )
     app.include_router(chat.router)
     app.include_router(openai_compat.router)
 
@@ -44,8 +51,12 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        return JSONResponse(readiness(live), status_code=200 if live.bots else 503)
+    async def readyz(request: Request) -> JSONBody:
+        # Probes need no key. Paths and reload errors are for the operator: with keys
+        # configured, only a caller with a valid key sees them.
+        full = not settings.keys or getattr(request.state, "principal", None) is not None
+        body = readiness(live) if full else brief_readiness(live)
+        return JSONBody(body, status_code=200 if live.bots else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -59,6 +70,14 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
+
+
+def brief_readiness(live: LiveBots) -> dict[str, Any]:
+    """What anyone may know: whether the server is ready, and which bots it serves."""
+    return {
+        "status": "ready" if live.bots else "no bots loaded",
+        "bots": [{"name": name} for name in sorted(live.bots)],
+    }
 
 
 def readiness(live: LiveBots) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
     POST   /bots/{name}/chat/{session_id}   {"message": "...", "user": {...}}  -> NDJSON or SSE
     GET    /bots/{name}/chat/{session_id}   -> {"bot", "session", "user", "messages": [...]}
+                                            (?full=true: the full record; see history.py)
     DELETE /bots/{name}/chat/{session_id}   -> {"deleted": true|false}
     GET    /bots                            -> {"bots": [...]} (what the chat page shows)
 
@@ -14,11 +15,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from botrunner.bot import Bot
 from botrunner.providers.base import ProviderError
+from botrunner.server import history
 from botrunner.server.auth import resolve_user
+from botrunner.server.bodies import CheckedBody
 from botrunner.server.errors import ENGINE_ERRORS, ApiError, from_engine
 from botrunner.server.metrics import refused
 from botrunner.server.streaming import NDJSON, SSE, TurnStream, encoded, observed, wants_sse
@@ -33,7 +36,7 @@ _SESSION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 router = APIRouter()
 
 
-class ChatIn(BaseModel):
+class ChatIn(CheckedBody):
     model_config = ConfigDict(extra="ignore")
     message: str
     # Attributes for the system template (`{{ user.name }}`); `id` names the end user (see auth).
@@ -86,8 +89,10 @@ async def begin(
     message: str,
     user: dict[str, Any] | None,
     api: str,
+    history: list[dict[str, Any]] | None = None,
 ) -> tuple[PreparedTurn, TurnTimer]:
-    """Check and acknowledge one message; raise ApiError before anything streams."""
+    """Check and acknowledge one message; raise ApiError before anything streams.
+    `history`: a conversation the client keeps (see `Engine.prepare`)."""
     st = state(request)
     attrs = dict(user or {})
     named = attrs.pop("id", None)
@@ -102,6 +107,7 @@ async def begin(
             message,
             user=attrs,
             request_id=request.state.request_id,
+            history=history,
             trusted=principal is not None and principal.trusted,
         )
     except ENGINE_ERRORS as exc:
@@ -115,28 +121,30 @@ async def _post(request: Request, name: str | None, session_id: str, body: ChatI
     bot = find_bot(request, name)
     prepared, timer = await begin(request, bot, session_id, body.message, body.user, "native")
     sse = wants_sse(request.headers.get("accept"))
-    return TurnStream(encoded(observed(prepared, timer), sse), media_type=SSE if sse else NDJSON)
+    chunks = encoded(observed(prepared, timer), sse, request.state.request_id)
+    return TurnStream(chunks, media_type=SSE if sse else NDJSON)
 
 
-async def _history(request: Request, name: str | None, session_id: str, user: str | None):
+async def _history(
+    request: Request, name: str | None, session_id: str, user: str | None, full: bool
+):
     bot = find_bot(request, name)
     key = conversation_key(request, bot, session_id, user)
+    principal = getattr(request.state, "principal", None)
+    if full and (principal is None or not principal.trusted):
+        raise ApiError(
+            403,
+            "full_record_not_allowed",
+            "Only a trusted API key may read the full record (?full=true): give the key "
+            '"trusted": true in the keys file, or name its principal in '
+            "BOTRUNNER_TRUSTED_PRINCIPALS.",
+        )
     messages = await state(request).engine.store.history(key)
     return {
         "bot": bot.name,
         "session": session_id,
         "user": key.user,
-        "messages": [
-            {
-                "turn": m.turn,
-                "role": m.role,
-                "status": m.status,
-                "created": m.created,
-                "text": "".join(b.get("text", "") for b in m.content if b.get("type") == "text"),
-                "content": m.content,
-            }
-            for m in messages
-        ],
+        "messages": history.full_record(messages) if full else history.for_end_user(messages),
     }
 
 
@@ -147,6 +155,9 @@ async def _delete(request: Request, name: str | None, session_id: str, user: str
 
 
 _USER_QUERY = Query(None, description="The end user (no auth, or a trusted key only).")
+_FULL_QUERY = Query(
+    False, description="The full record, tool results included (a trusted key only)."
+)
 
 
 @router.post("/bots/{name}/chat/{session_id}")
@@ -160,13 +171,21 @@ async def post_chat_short(request: Request, session_id: str, body: ChatIn):
 
 
 @router.get("/bots/{name}/chat/{session_id}")
-async def get_chat(request: Request, name: str, session_id: str, user: str | None = _USER_QUERY):
-    return await _history(request, name, session_id, user)
+async def get_chat(
+    request: Request,
+    name: str,
+    session_id: str,
+    user: str | None = _USER_QUERY,
+    full: bool = _FULL_QUERY,
+):
+    return await _history(request, name, session_id, user, full)
 
 
 @router.get("/chat/{session_id}")
-async def get_chat_short(request: Request, session_id: str, user: str | None = _USER_QUERY):
-    return await _history(request, None, session_id, user)
+async def get_chat_short(
+    request: Request, session_id: str, user: str | None = _USER_QUERY, full: bool = _FULL_QUERY
+):
+    return await _history(request, None, session_id, user, full)
 
 
 @router.delete("/bots/{name}/chat/{session_id}")

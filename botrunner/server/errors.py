@@ -1,8 +1,11 @@
 """Errors known before a reply starts streaming, as plain HTTP errors with a JSON body.
 
-Every error body has the same shape, `{"error": {"code": ..., "message": ..., "type": ...}}`:
-`code` is stable and machine-readable, `message` is safe to show to an end user, and `type`
-is there so OpenAI clients (which read `error.message` and `error.type`) understand it too.
+Every error body has the same shape,
+`{"error": {"code": ..., "message": ..., "type": ..., "request_id": ...}}`: `code` is stable and
+machine-readable, `message` is safe to show to an end user, `type` is there so OpenAI clients
+(which read `error.message` and `error.type`) understand it too, and `request_id` (also the
+`X-Request-Id` header) finds the request in the server's log, where any detail the end user is
+not shown (what the model API said) is kept.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from botrunner.engine.engine import InputError
 from botrunner.engine.limits import RateLimited
 from botrunner.providers.base import ProviderError
+from botrunner.server.bodies import INVALID_TEXT
+from botrunner.server.jsonbody import JSONBody
 
 _TYPES = {
     400: "invalid_request_error",
@@ -28,6 +32,7 @@ _TYPES = {
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     502: "api_error",
     503: "api_error",
 }
@@ -48,22 +53,26 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def error_body(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "type": _TYPES.get(status, "api_error"),
-            **extra,
-        }
-    }
+def error_body(
+    status: int, code: str, message: str, request_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    error = {"code": code, "message": message, "type": _TYPES.get(status, "api_error"), **extra}
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    body = error_body(status, code, message, **extra)
-    return JSONResponse(body, status_code=status, headers=headers)
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONBody:
+    request_id = getattr(request.state, "request_id", None)
+    body = error_body(status, code, message, request_id, **extra)
+    return JSONBody(body, status_code=status, headers=headers)
 
 
 def from_engine(exc: Exception) -> ApiError:
@@ -88,18 +97,20 @@ ENGINE_ERRORS = (InputError, RateLimited, ProviderError)
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+    async def _api_error(request: Request, exc: ApiError) -> JSONBody:
+        return error_response(request, exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONBody:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == INVALID_TEXT:
+            return error_response(request, 400, INVALID_TEXT, first["msg"])
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         detail = first.get("msg", "invalid request")
         message = f"{where}: {detail}" if where else detail
-        return error_response(422, "invalid_request", f"Invalid request body: {message}")
+        return error_response(request, 422, "invalid_request", f"Invalid request body: {message}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONBody:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+        return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)

@@ -1,4 +1,4 @@
-"""The gate every HTTP request passes: request ids, body size limit, API key check.
+"""The gate every HTTP request passes: request ids, head and body size limits, API key check.
 
 Pure ASGI (no BaseHTTPMiddleware) so streamed responses pass through untouched.
 """
@@ -6,7 +6,6 @@ Pure ASGI (no BaseHTTPMiddleware) so streamed responses pass through untouched.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import uuid
 from typing import Any
@@ -15,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from botrunner.server.auth import KeyRing, bearer_key
 from botrunner.server.errors import error_body
+from botrunner.server.headlimits import HEADERS_TOO_LARGE, HeadLimits
+from botrunner.server.jsonbody import dumps
 
 REQUEST_ID = "x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -29,14 +30,18 @@ class BodyTooLarge(Exception):
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, *, keys: KeyRing, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, keys: KeyRing, max_body_bytes: int, head_limits: HeadLimits
+    ) -> None:
         self.app, self.keys, self.max_body = app, keys, max_body_bytes
+        self.head_limits = head_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw_headers = scope["headers"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
         given = headers.get(REQUEST_ID, "")
         request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
@@ -58,10 +63,20 @@ class Gate:
             await send(message)
 
         async def reply(status: int, code: str, text: str, extra: dict[str, str]) -> None:
-            body = json.dumps(error_body(status, code, text)).encode()
-            hdrs = [(b"content-type", b"application/json"), *_encode(extra)]
+            body = dumps(error_body(status, code, text, request_id)).encode()
+            hdrs = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *_encode(extra),
+            ]
             await send_with_id({"type": "http.response.start", "status": status, "headers": hdrs})
             await send_with_id({"type": "http.response.body", "body": body})
+
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        problem = self.head_limits.problem(target, raw_headers)
+        if problem is not None:
+            await reply(431, HEADERS_TOO_LARGE, problem, {"connection": "close"})
+            return
 
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
@@ -69,10 +84,12 @@ class Gate:
             return
 
         path = scope["path"]
-        if self.keys and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
+        if self.keys:
             key = bearer_key(headers.get("authorization"))
             principal = self.keys.authenticate(key) if key else None
-            if principal is None:
+            if principal is not None:  # on an open path too: /readyz shows it more
+                state["principal"] = principal
+            elif path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
                 text = (
                     "Missing API key: send `Authorization: Bearer <key>`."
                     if key is None
@@ -80,7 +97,6 @@ class Gate:
                 )
                 await reply(401, "unauthorized", text, {"www-authenticate": "Bearer"})
                 return
-            state["principal"] = principal
 
         received = 0
         responded = False

@@ -3,31 +3,36 @@
     POST /v1/chat/completions   {"model": BOT, "messages": [...], "stream": bool, "user": str}
     GET  /v1/models             every loaded bot, as a model
 
-The bot stays in charge: its system prompt, tools, memory and limits apply. Only the *last*
-message is used, and it must be a user message (text, or text parts); client `system`
-messages, earlier messages and client `tools` are ignored, since the conversation is stored
-server-side. The session is the `X-Session-Id` header, else the non-standard body field
-`session_id`, else derived from the bot and the first user message of `messages` (so a client
-that resends the whole history stays in one session; two chats that open with the same words
-share one: send `X-Session-Id` to keep them apart). `user` names the end user only without auth
-or for a trusted key; otherwise it is ignored (the user is the key's principal).
+The bot stays in charge: its system prompt, tools, memory policy and limits apply; client
+`system`/`developer` messages, `tool` messages and client `tools` are ignored. The last
+message must be a user message (text, or text parts). Two ways to keep the conversation:
+
+- Without a session id (how OpenAI clients work): the conversation is exactly the `messages`
+  the client sent. Their user and assistant text is the history the bot's memory policy
+  applies to; nothing of any stored conversation is read. The turn is still stored (for logs,
+  usage and budgets) under a session of its own that no other request ever reads.
+- With `X-Session-Id` (or the non-standard body field `session_id`): the server keeps the
+  conversation; only the last message is new input, the rest of `messages` is ignored.
+
+`user` names the end user only without auth or for a trusted key; otherwise it is ignored
+(the user is the key's principal).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from botrunner.events import Done, Error, Event, TextDelta
 from botrunner.server import chat
+from botrunner.server.bodies import CheckedBody
 from botrunner.server.errors import ApiError, error_body
+from botrunner.server.jsonbody import JSONBody, dumps
 from botrunner.server.streaming import SSE, TurnStream, observed
 
 router = APIRouter(prefix="/v1")
@@ -38,10 +43,15 @@ _STATUS = {
     "overloaded": 503,
     "tool_limit": 502,
     "template_error": 500,
+    # The conversation the client sent (or the stored one) no longer fits the model.
+    "prompt_too_long": 400,
+    "request_too_large": 413,
 }
+# The bot's own system prompt and tools apply; a client's are not part of the conversation.
+_IGNORED_ROLES = frozenset({"system", "developer", "tool", "function"})
 
 
-class CompletionIn(BaseModel):
+class CompletionIn(CheckedBody):
     model_config = ConfigDict(extra="ignore")
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
@@ -67,13 +77,36 @@ def _text(message: dict[str, Any], where: str) -> str:
     raise ApiError(400, "invalid_request", f"{where}: content must be a string or text parts.")
 
 
-def _session(request: Request, body: CompletionIn) -> str:
-    given = request.headers.get("x-session-id") or body.session_id
-    if given:
-        return given
-    first = next((m for m in body.messages if m.get("role") == "user"), body.messages[-1])
-    seed = f"{body.model}\0{_text(first, 'messages')}".encode()
-    return "oai-" + hashlib.sha256(seed).hexdigest()[:24]
+def _conversation(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """A client-kept conversation as (earlier messages in wire shape, the new message).
+
+    User and assistant text only (what an OpenAI client sees of a bot; tools run here).
+    Consecutive messages of one role are joined, as the Messages API wants roles to
+    alternate; assistant messages before the first user message (a greeting) are dropped;
+    user messages left unanswered just before the last one are part of the new message."""
+    merged: list[tuple[str, str]] = []
+    for i, message in enumerate(messages[:-1]):
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            if isinstance(role, str) and role in _IGNORED_ROLES:
+                continue
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"messages[{i}]: unknown role {role!r} (use user, assistant or system).",
+            )
+        text = "" if message.get("content") is None else _text(message, f"messages[{i}]")
+        if not text.strip() or (role == "assistant" and not merged):
+            continue
+        if merged and merged[-1][0] == role:
+            merged[-1] = (role, merged[-1][1] + "\n\n" + text)
+        else:
+            merged.append((role, text))
+    new = _text(messages[-1], f"messages[{len(messages) - 1}]")
+    if merged and merged[-1][0] == "user":
+        new = merged.pop()[1] + "\n\n" + new
+    history = [{"role": r, "content": [{"type": "text", "text": t}]} for r, t in merged]
+    return history, new
 
 
 @router.get("/models")
@@ -94,26 +127,36 @@ async def completions(request: Request, body: CompletionIn):
     last = body.messages[-1]
     if last.get("role") != "user":
         raise ApiError(400, "last_message_not_user", "The last message must be a user message.")
-    message = _text(last, f"messages[{len(body.messages) - 1}]")
     principal = getattr(request.state, "principal", None)
     named = body.user if principal is None or principal.trusted else None
     user = {"id": named} if named else None
-    prepared, timer = await chat.begin(
-        request, bot, _session(request, body), message, user, "openai"
-    )
+    session = request.headers.get("x-session-id") or body.session_id
+    if session:  # the server keeps the conversation: only the last message is new
+        message = _text(last, f"messages[{len(body.messages) - 1}]")
+        prepared, timer = await chat.begin(request, bot, session, message, user, "openai")
+    else:
+        history, message = _conversation(body.messages)
+        # A session of its own: stored for logs, usage and budgets, never read by another.
+        own = "oai-" + uuid.uuid4().hex
+        prepared, timer = await chat.begin(
+            request, bot, own, message, user, "openai", history=history
+        )
     events = observed(prepared, timer)
     meta = {
         "id": "chatcmpl-" + request.state.request_id,
         "created": int(time.time()),
         "model": bot.name,
     }
+    rid = request.state.request_id
     if body.stream:
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return TurnStream(_chunks(events, meta, usage), media_type=SSE)
-    return await _complete(events, meta)
+        return TurnStream(_chunks(events, meta, usage, rid), media_type=SSE)
+    return await _complete(events, meta, rid)
 
 
-async def _complete(events: AsyncGenerator[Event, None], meta: dict[str, Any]) -> JSONResponse:
+async def _complete(
+    events: AsyncGenerator[Event, None], meta: dict[str, Any], request_id: str
+) -> JSONBody:
     text: list[str] = []
     try:
         async for event in events:
@@ -121,7 +164,8 @@ async def _complete(events: AsyncGenerator[Event, None], meta: dict[str, Any]) -
                 text.append(event.text)
             elif isinstance(event, Error):
                 status = _STATUS.get(event.code, 502)
-                return JSONResponse(error_body(status, event.code, event.message), status)
+                body = error_body(status, event.code, event.message, request_id)
+                return JSONBody(body, status)
             elif isinstance(event, Done):
                 choice = {
                     "index": 0,
@@ -131,14 +175,14 @@ async def _complete(events: AsyncGenerator[Event, None], meta: dict[str, Any]) -
                 }
                 body = {**meta, "object": "chat.completion", "choices": [choice]}
                 body["usage"] = _usage(event)
-                return JSONResponse(body)
+                return JSONBody(body)
     finally:
         await events.aclose()
     raise ApiError(502, "upstream", "The reply ended without a result.")
 
 
 async def _chunks(
-    events: AsyncGenerator[Event, None], meta: dict[str, Any], include_usage: bool
+    events: AsyncGenerator[Event, None], meta: dict[str, Any], include_usage: bool, request_id: str
 ) -> AsyncGenerator[bytes, None]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -151,7 +195,7 @@ async def _chunks(
                 yield chunk({"content": event.text})
             elif isinstance(event, Error):
                 status = _STATUS.get(event.code, 502)
-                yield _sse(error_body(status, event.code, event.message))
+                yield _sse(error_body(status, event.code, event.message, request_id))
                 return
             elif isinstance(event, Done):
                 yield chunk({}, _FINISH.get(event.stop_reason, "stop"))
@@ -179,4 +223,4 @@ def _usage(done: Done) -> dict[str, int]:
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + dumps(data).encode() + b"\n\n"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from botrunner.botfile.livebot import LiveBots
 from botrunner.engine import Engine
 from botrunner.server.auth import KeyRing
+from botrunner.server.headlimits import HeadLimits
 from botrunner.server.metrics import Metrics
 
 
@@ -15,6 +16,8 @@ class Settings:
     keys: KeyRing = field(default_factory=KeyRing)
     # Request bodies above this are refused with 413 before they are read.
     max_body_bytes: int = 64 * 1024
+    # Request heads beyond these are refused with 431 before the body is read.
+    head_limits: HeadLimits = field(default_factory=HeadLimits)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ One event per line (NDJSON) or per SSE message, with the same JSON in both:
     {"tool_call": {"id": ..., "name": ..., "input": ...}}
     {"tool_result": {"id": ..., "name": ..., "is_error": false}}
     {"done": true, "usage": {"input_tokens": 12, "output_tokens": 40}, "stop_reason": "end_turn"}
-    {"error": {"code": "overloaded", "message": "..."}}  the turn ended without a full reply
+    {"error": {"code": "overloaded", "message": "...", "request_id": "..."}}  no full reply
 
 SSE names each message after its kind (`event: delta|tool_call|tool_result|done|error`).
 Tool results are reported without their content (it is for the model, not the end user).
@@ -15,7 +15,6 @@ Tool results are reported without their content (it is for the model, not the en
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -24,14 +23,16 @@ from starlette.types import Receive, Scope, Send
 
 from botrunner.engine.turn import PreparedTurn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
+from botrunner.server.jsonbody import dumps
 from botrunner.server.metrics import TurnTimer
 
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
-def event_dict(event: Event) -> tuple[str, dict[str, Any]]:
+def event_dict(event: Event, request_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(SSE event name, JSON body). An error carries the request id (to find the request in
+    the log), never its `detail`."""
     if isinstance(event, TextDelta):
         return "delta", {"delta": event.text}
     if isinstance(event, ToolCall):
@@ -42,22 +43,25 @@ def event_dict(event: Event) -> tuple[str, dict[str, Any]]:
         result = {"id": event.id, "name": event.name, "is_error": event.is_error}
         return "tool_result", {"tool_result": result}
     if isinstance(event, Error):
-        return "error", {"error": {"code": event.code, "message": event.message}}
+        error = {"code": event.code, "message": event.message}
+        if request_id:
+            error["request_id"] = request_id
+        return "error", {"error": error}
     if isinstance(event, Done):
         body = {"done": True, "usage": event.usage.to_dict(), "stop_reason": event.stop_reason}
         return "done", body
     raise TypeError(f"not an engine event: {event!r}")
 
 
-def encode_ndjson(event: Event) -> bytes:
+def encode_ndjson(event: Event, request_id: str | None = None) -> bytes:
     if type(event) is TextDelta:  # the common case, without the intermediate dict
-        return ('{"delta":' + _dumps(event.text) + "}\n").encode()
-    return (_dumps(event_dict(event)[1]) + "\n").encode()
+        return ('{"delta":' + dumps(event.text) + "}\n").encode()
+    return (dumps(event_dict(event, request_id)[1]) + "\n").encode()
 
 
-def encode_sse(event: Event) -> bytes:
-    kind, body = event_dict(event)
-    return f"event: {kind}\ndata: {_dumps(body)}\n\n".encode()
+def encode_sse(event: Event, request_id: str | None = None) -> bytes:
+    kind, body = event_dict(event, request_id)
+    return f"event: {kind}\ndata: {dumps(body)}\n\n".encode()
 
 
 def wants_sse(accept: str | None) -> bool:
@@ -85,11 +89,13 @@ async def observed(prepared: PreparedTurn, timer: TurnTimer) -> AsyncGenerator[E
         timer.finish(record.input_tokens, record.output_tokens, error_code)
 
 
-async def encoded(events: AsyncGenerator[Event, None], sse: bool) -> AsyncGenerator[bytes, None]:
+async def encoded(
+    events: AsyncGenerator[Event, None], sse: bool, request_id: str | None = None
+) -> AsyncGenerator[bytes, None]:
     encode = encode_sse if sse else encode_ndjson
     try:
         async for event in events:
-            yield encode(event)
+            yield encode(event, request_id)
     finally:
         await events.aclose()
 

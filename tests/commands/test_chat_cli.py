@@ -122,8 +122,10 @@ class Session:
         end = time.monotonic() + timeout
         while needle not in self.stderr:
             assert time.monotonic() < end, f"no {needle!r} on stderr: {self.stderr!r}"
-            select.select([self.proc.stderr], [], [], 0.05)
-            self.stderr += self.proc.stderr.read() or ""
+            # Read only when there is something: a non-blocking text stream with nothing to
+            # read fails inside its decoder (TypeError) instead of returning "".
+            if select.select([self.proc.stderr], [], [], 0.05)[0]:
+                self.stderr += self.proc.stderr.read() or ""
         return self.stderr
 
     def close(self) -> int:

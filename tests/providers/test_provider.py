@@ -273,18 +273,43 @@ async def test_connection_refused_is_retried_then_reported() -> None:
     )
 
 
-async def test_400_is_not_retried_and_summarised(fake_anthropic: FakeAnthropic) -> None:
+async def test_400_is_not_retried_and_detailed_for_the_log_only(
+    fake_anthropic: FakeAnthropic,
+) -> None:
     fake_anthropic.enqueue(
         error(400, f"messages: roles must alternate\n(key {KEY})"), text("unused")
     )
     _, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
     assert exc.code == "bad_request"
-    assert exc.message == (
-        "The model API rejected the request (HTTP 400): messages: roles must alternate "
-        "(key [redacted])."
+    assert exc.message == "The model API rejected this request, so there is no reply."
+    assert exc.detail == (
+        "HTTP 400 invalid_request_error: messages: roles must alternate (key [redacted]). "
+        "(upstream request-id req_fake_000001)"
     )
-    assert KEY not in exc.message
+    assert KEY not in exc.detail
     assert len(fake_anthropic.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "code"),
+    [
+        (400, "prompt is too long: 210344 tokens > 200000 maximum", "prompt_too_long"),
+        (
+            400,
+            "input length and `max_tokens` exceed context limit: 198000 + 8192",
+            "prompt_too_long",
+        ),
+        (413, "Request exceeds the maximum allowed number of bytes.", "request_too_large"),
+        (404, "model: claude-nonexistent", "bad_request"),
+    ],
+)
+async def test_rejections_the_user_can_act_on_stay_specific(
+    fake_anthropic: FakeAnthropic, status: int, said: str, code: str
+) -> None:
+    fake_anthropic.enqueue(error(status, said))
+    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+    assert exc.code == code
+    assert said not in exc.message and said in exc.detail
 
 
 # -- streams that break ----------------------------------------------------------------------

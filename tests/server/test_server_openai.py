@@ -57,7 +57,7 @@ def test_streaming_and_session_continuity(server, fake_anthropic):
     )
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "stop"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 2
-    # A client resending the whole history stays in the same (derived) session.
+    # A client resending the whole history: the upstream sees all of it.
     again = c.chat.completions.create(
         model="tutor",
         messages=[

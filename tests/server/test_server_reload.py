@@ -10,6 +10,8 @@ import pytest
 from fake_anthropic import text
 from test_server_harness import ThreadServer, bot_yaml, upstream_env, wait_until, write_bot
 
+from botrunner.server.auth import load_keys
+
 
 @pytest.fixture
 def reloading(tmp_path, fake_anthropic, monkeypatch):
@@ -55,3 +57,25 @@ def test_broken_edit_keeps_old_bot_and_shows_error(reloading, fake_anthropic):
     path.write_text(bot_yaml(system="You are fixed."), encoding="utf-8")
     wait_until(lambda: not client.get("/readyz").json()["errors"], timeout=2)
     assert version(client) != old
+
+
+def test_readyz_details_need_a_key_when_keys_are_set(tmp_path, fake_anthropic, monkeypatch):
+    upstream_env(monkeypatch, fake_anthropic)
+    path = write_bot(tmp_path, system="You are version one.")
+    keys = load_keys(environ={"BOTRUNNER_API_KEYS": "ops=sk-ops"})
+    with (
+        ThreadServer(path, tmp_path / "bots.db", reload=True, keys=keys) as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
+    ):
+        time.sleep(0.3)  # let the watcher register before the edit
+        path.write_text("name: tutor\nmodel:\n  name: [unclosed\nsystem: x\n", encoding="utf-8")
+        ops = {"Authorization": "Bearer sk-ops"}
+        ready = wait_until(lambda: (r := client.get("/readyz", headers=ops).json())["errors"] and r)
+        assert ready["bots"][0]["path"] == str(path.resolve())
+        assert "error:" in ready["errors"][0]["problems"]
+        # Without a key, or with a wrong one, a probe learns only the status and the bot names.
+        for headers in ({}, {"Authorization": "Bearer sk-wrong"}):
+            brief = client.get("/readyz", headers=headers)
+            assert brief.status_code == 200
+            assert brief.json() == {"status": "ready", "bots": [{"name": "tutor"}]}
+            assert str(tmp_path) not in brief.text and "unclosed" not in brief.text

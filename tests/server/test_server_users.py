@@ -42,7 +42,9 @@ def test_a_long_attribute_is_refused_with_the_limit(server, fake_anthropic):
         headers=WEB,
     )
     assert response.status_code == 400
-    assert response.json() == {
+    body = response.json()
+    assert body["error"].pop("request_id") == response.headers["x-request-id"]
+    assert body == {
         "error": {
             "code": "user_attribute_too_long",
             "message": 'The user attribute "name" is 47500 characters long; this bot accepts '
