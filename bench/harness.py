@@ -37,7 +37,7 @@ from bench.peers import (
     wait_http_ok,
 )
 
-ALL_PEERS = ["direct", "direct-http", "botrunner", "baseline", "litellm"]
+ALL_PEERS = ["direct", "direct-http", "botrunner", "botrunner-postgres", "baseline", "litellm"]
 ALL_SECTIONS = ["latency", "throughput", "history", "tool", "validate", "reload"]
 MESSAGE = "Explain gradient descent in two sentences."
 
@@ -198,6 +198,8 @@ class Meter:
         self.c0 = time.process_time()
         self.m0 = procs.machine_busy_seconds()
         self.o0 = procs.own_cpu_seconds()
+        self.database = self.peer.extra.get("database")
+        self.d0 = procs.backend_cpu_seconds(self.database) if self.database else None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -205,6 +207,8 @@ class Meter:
         self.peer_cpu = procs.cpu_seconds(self.peer.pid) - self.p0 if self.peer.pid else None
         self.up_cpu = procs.cpu_seconds(self.upstream.proc.pid) - self.u0
         self.client_cpu = time.process_time() - self.c0
+        # the database server's share (its processes serving this peer's database)
+        self.db_cpu = procs.backend_cpu_seconds(self.database) - self.d0 if self.database else None
         # CPU used on this machine by processes that are not part of the benchmark, in cores
         foreign = (procs.machine_busy_seconds() - self.m0) - (procs.own_cpu_seconds() - self.o0)
         self.foreign_cores = max(0.0, foreign / self.wall) if self.wall else 0.0
@@ -420,11 +424,17 @@ async def phase_throughput(peers, upstream, cfg, workdir, log_dir, status) -> tu
                         res["client_cpu_ms_per_turn"] = (
                             1000 * m.client_cpu / res["ok"] if res["ok"] else None
                         )
+                        res["db_cpu_ms_per_turn"] = (
+                            1000 * m.db_cpu / res["ok"] if m.db_cpu is not None and res["ok"]
+                            else None
+                        )  # fmt: skip
                         res["upstream_cpu_pct"] = m.up_pct
                         runs[p.name].setdefault(key, []).append(res)
+                        db = res["db_cpu_ms_per_turn"]
                         log(f"  {p.name:9s} {key:16s} {res['turns_per_s']:7.1f} turns/s "
                             f"errors={res['errors']} cpu/turn="
-                            f"{_fmt(res['cpu_ms_per_turn'])} ms upstream={m.up_pct:.0f}%")  # fmt: skip
+                            f"{_fmt(res['cpu_ms_per_turn'])} ms upstream={m.up_pct:.0f}%"
+                            f"{'' if db is None else f' db server cpu/turn={db:.2f} ms'}")  # fmt: skip
             log(f"throughput round {rnd + 1}/{cfg.rounds} done")
         for p in live:
             resources[p.name]["peak_rss_mb"] = r(procs.hwm_mb(p.pid), 1) if p.pid else None
@@ -442,6 +452,11 @@ async def phase_throughput(peers, upstream, cfg, workdir, log_dir, status) -> tu
                 "cpu_ms_per_turn": r(med([x["cpu_ms_per_turn"] for x in lst])),
                 "peer_cpu_pct": r(med([x["peer_cpu_pct"] for x in lst]), 0),
                 "client_cpu_ms_per_turn": r(med([x["client_cpu_ms_per_turn"] for x in lst])),
+                "db_cpu_ms_per_turn": (
+                    r(med([x["db_cpu_ms_per_turn"] for x in lst]))
+                    if lst[0]["db_cpu_ms_per_turn"] is not None
+                    else None
+                ),  # fmt: skip
                 "upstream_cpu_pct_max": r(max(x["upstream_cpu_pct"] for x in lst), 0),
                 "rounds": [r(x["turns_per_s"], 1) for x in lst],
                 "error_samples": sorted({e for x in lst for e in x["error_samples"]})[:3],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import os
 import secrets
 import sys
 import textwrap
@@ -216,6 +219,12 @@ class BotrunnerPeer(Peer):
     def db_path(self, workdir: Path, tag: str) -> Path:
         return workdir / f"{self.name}-{tag}.db"
 
+    def db_url(self, workdir: Path, tag: str) -> str:
+        return str(self.db_path(workdir, tag))
+
+    def extra_args(self) -> list[str]:
+        return []
+
     async def start(self, upstream_url, workdir, log_dir, tag):
         self.version = botrunner_version()
         botdir = workdir / f"bots-{self.name}-{tag}"
@@ -224,8 +233,9 @@ class BotrunnerPeer(Peer):
             (botdir / f"{stem}.yaml").write_text(text)
         self.extra["botdir"] = botdir
         self.port = procs.free_port()
-        db = self.db_path(workdir, tag)
-        argv = [*botrunner_cmd(), "serve", str(botdir), "--port", str(self.port), "--db", str(db)]
+        db = self.db_url(workdir, tag)
+        argv = [*botrunner_cmd(), "serve", str(botdir), "--port", str(self.port), "--db", db]
+        argv += self.extra_args()
         if not self.reload:
             argv.append("--no-reload")
         t0 = time.perf_counter()
@@ -246,6 +256,86 @@ class BotrunnerPeer(Peer):
             nonstream_via_openai=True,
             send_user=True,
         )
+
+
+# The PostgreSQL server the postgres peers use; the URL names its maintenance database, where
+# the peer creates a database of its own for each start and drops it when stopped.
+POSTGRES_ADMIN = os.environ.get(
+    "BOTRUNNER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _drop_leftover_databases() -> None:
+    """At exit (an interrupted run): drop the databases no peer got to drop."""
+    for name in list(procs.DATABASES):
+        with contextlib.suppress(Exception):
+            asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+atexit.register(_drop_leftover_databases)
+
+
+REDIS = os.environ.get("BOTRUNNER_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _drop_redis_keys(prefix: str) -> None:
+    """Delete the run's limit counters (they expire anyway; this keeps Redis tidy)."""
+    with contextlib.suppress(Exception):
+        import redis
+
+        client = redis.Redis.from_url(REDIS, socket_connect_timeout=2)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+class BotrunnerPostgresPeer(BotrunnerPeer):
+    """`botrunner serve` as the botrunner peer, on a PostgreSQL database of its own, with the
+    per-user limit counters in Redis (`--limits`), as a multi-process deployment runs it."""
+
+    database: str | None = None
+    redis_prefix: str = ""
+
+    def extra_args(self) -> list[str]:
+        return ["--limits", f"{REDIS}?prefix={self.redis_prefix}"]
+
+    def db_url(self, workdir: Path, tag: str) -> str:
+        assert self.database is not None
+        return f"{POSTGRES_ADMIN.rpartition('/')[0]}/{self.database}"
+
+    async def start(self, upstream_url, workdir, log_dir, tag):
+        self.database = f"botrunner_bench_{tag.replace('-', '_')}_{secrets.token_hex(4)}"
+        try:
+            await _pg_admin(f"CREATE DATABASE {self.database}")
+        except Exception as exc:  # noqa: BLE001 - any reason the server can't be used
+            self.database = None
+            raise PeerUnavailable(
+                f"no PostgreSQL at {POSTGRES_ADMIN} (set BOTRUNNER_BENCH_POSTGRES): {exc}"
+            ) from exc
+        procs.DATABASES.add(self.database)
+        self.extra["database"] = self.database
+        self.redis_prefix = f"{self.database}:"
+        await super().start(upstream_url, workdir, log_dir, tag)
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.redis_prefix:
+            _drop_redis_keys(self.redis_prefix)
+        if self.database is not None:
+            procs.DATABASES.discard(self.database)
+            await _pg_admin(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+            self.database = None
 
 
 class LiteLLMPeer(Peer):
@@ -333,6 +423,12 @@ def make_peers(names: list[str]) -> list[Peer]:
             out.append(BotrunnerPeer("botrunner", "botrunner serve",
                                      "SQLite history, rate limits on, window memory (20 turns)",
                                      persists_history=True))  # fmt: skip
+        elif n == "botrunner-postgres":
+            out.append(BotrunnerPostgresPeer(n, "botrunner serve (PostgreSQL)",
+                                             "as botrunner, with history in PostgreSQL "
+                                             "(asyncpg) and limits in Redis; both servers on "
+                                             "the same 2 cores",
+                                             persists_history=True))  # fmt: skip
         elif n in ("botrunner-sse", "botrunner-openai"):
             proto = "sse" if n.endswith("sse") else "openai"
             peer = BotrunnerPeer(n, f"botrunner serve ({proto})",
@@ -349,7 +445,7 @@ def make_peers(names: list[str]) -> list[Peer]:
                                    "configured"))  # fmt: skip
         else:
             sys.exit(
-                f"unknown peer {n!r} (direct, direct-http, botrunner, botrunner-sse, "
-                "botrunner-openai, baseline, litellm)"
+                f"unknown peer {n!r} (direct, direct-http, botrunner, botrunner-postgres, "
+                "botrunner-sse, botrunner-openai, baseline, litellm)"
             )
     return out

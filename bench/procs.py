@@ -21,6 +21,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 _STARTED: list[Proc] = []
+# Databases the benchmark created: their server processes' CPU is the benchmark's own.
+DATABASES: set[str] = set()
 
 
 def free_port() -> int:
@@ -190,10 +192,39 @@ def machine_busy_seconds() -> float:
 
 
 def own_cpu_seconds() -> float:
-    """CPU of this harness plus every process tree it started and still runs."""
+    """CPU of this harness plus every process tree it started and still runs, plus the
+    PostgreSQL backends serving the databases it created."""
     t = os.times()
     total = t.user + t.system + t.children_user + t.children_system
     for proc in list(_STARTED):
         if proc.alive():
             total += cpu_seconds(proc.pid)
-    return total
+    return total + sum(backend_cpu_seconds(db) for db in list(DATABASES))
+
+
+def backends(database: str) -> list[int]:
+    """PostgreSQL server processes connected to `database` (on this machine), found by the
+    process title the server gives them: "postgres: [CLUSTER: ]USER DATABASE HOST(PORT) STATE"."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        words = title.split()
+        if words[:1] == ["postgres:"] and database in words[2:4]:
+            found.append(int(entry.name))
+    return found
+
+
+def backend_cpu_seconds(database: str) -> float:
+    """utime+stime of the server processes serving `database` now (a connection that closed
+    takes its CPU with it: the bench's pools keep theirs open while measuring)."""
+    total = 0
+    for pid in backends(database):
+        f = _stat_fields(pid)
+        if f:
+            total += int(f[11]) + int(f[12])
+    return total / CLK_TCK

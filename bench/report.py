@@ -90,6 +90,16 @@ def add_ratios_and_targets(res: dict) -> None:
            f"reload: {_get(res, 'reload', 'status')}")  # fmt: skip
     target("startup", "startup to first served request < 3 s",
            _get(res, "peers", b, "startup_s"), 3, lambda v, lim: v < lim, "s", why)  # fmt: skip
+    pg = "botrunner-postgres"
+    pg_state = _get(res, "peers", pg, "status")
+    why_pg = None if pg_state == "ok" else f"{pg}: {pg_state or 'not run'}"
+    target("pg_cpu_per_turn", "PostgreSQL store: CPU per streamed turn (c=32) within 1.3x of SQLite",
+           _ratio(_get(tput, pg, k32, "cpu_ms_per_turn"), _get(tput, b, k32, "cpu_ms_per_turn")),
+           1.3, le, "x", why_pg or why)  # fmt: skip
+    target("pg_errors", "PostgreSQL store: 0 errors at c=128 (streamed and plain)",
+           None if _get(tput, pg, "c128_stream") is None else
+           sum(_get(tput, pg, k, "errors") or 0 for k in ("c128_stream", "c128_nonstream")),
+           0, le, "", why_pg)  # fmt: skip
     res["targets"] = t
 
 
@@ -176,6 +186,13 @@ def render_md(res: dict) -> str:
     lines.append("Latency in ms at concurrency 1 on the paced upstream; throughput in completed "
                  "turns/s on the instant upstream (\"plain\" = not streamed); CPU of the process "
                  "under test (its whole process tree) per completed turn.")  # fmt: skip
+    db_cpu = {n: _get(tp, "c32_stream", "db_cpu_ms_per_turn") for n, tp in tput.items()}
+    if any(v is not None for v in db_cpu.values()):
+        lines.append("")
+        lines.append("Database server CPU per streamed turn at c=32 (the PostgreSQL processes "
+                     "serving the peer's database; not in the column above): " + ", ".join(
+                         f"{n}: {_f(v, 2)} ms" for n, v in db_cpu.items() if v is not None)
+                     + ".")  # fmt: skip
     if any(k not in ("c32_stream", "c32_nonstream", "c128_stream", "c128_nonstream")
            for v_ in tput.values() for k in v_):  # fmt: skip
         lines.append("")

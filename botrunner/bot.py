@@ -74,6 +74,7 @@ class Limits:
     max_message_chars: int = 4000
     per_user: PerUser = field(default_factory=PerUser)
     max_tool_rounds: int = 5
+    max_tool_calls_per_reply: int = 8
 
 
 @dataclass(frozen=True, slots=True)

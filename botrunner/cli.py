@@ -10,6 +10,11 @@ from pathlib import Path
 
 import click
 
+DB_HELP = (
+    "Conversation store: a SQLite file (or sqlite:///PATH), or a PostgreSQL URL "
+    "(postgresql://USER@HOST:5432/DBNAME); BOTRUNNER_DB works too."
+)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="botrunner", prog_name="botrunner")
@@ -42,6 +47,76 @@ def validate(paths: tuple[str, ...], output_format: str, strict: bool) -> int:
     return command.run(paths, output_format=output_format, strict=strict)
 
 
+@cli.command("test")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Run against the real model (needs a key); cassettes are neither read nor written.",
+)
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Run against the real model and write the cassettes (NAME.tests.cassette.json).",
+)
+@click.option(
+    "-k",
+    "keywords",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only the tests whose name contains PATTERN (any case; repeatable).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="How many tests run at once.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a line per test, failures under it; json: one object with a tests list.",
+)
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a JUnit XML report to this file (for GitHub, GitLab, Jenkins).",
+)
+@click.option("--strict", is_flag=True, help="Also fail on tests that have no recording.")
+def run_tests(
+    paths: tuple[str, ...],
+    live: bool,
+    record: bool,
+    keywords: tuple[str, ...],
+    jobs: int,
+    output_format: str,
+    junit: Path | None,
+    strict: bool,
+) -> int:
+    """Run the conversation tests in PATH (*.tests.yaml files, directories, or bot files).
+
+    Replays each test from its cassette by default: no API key, no network. Exit code 0 if
+    every test passed, 1 if one failed or is stale, 2 on a usage error.
+    """
+    from botrunner.commands import test as command
+
+    return command.run(
+        paths,
+        live=live,
+        record=record,
+        keywords=keywords,
+        jobs=jobs,
+        output_format=output_format,
+        junit=junit,
+        strict=strict,
+    )
+
+
 @cli.command()
 @click.argument("name")
 @click.option(
@@ -71,11 +146,12 @@ def new(name: str, kind: str, directory: Path) -> int:
 
 @cli.command()
 @click.option("--markdown", is_flag=True, hidden=True, help="Print the Markdown reference.")
-def schema(markdown: bool) -> int:
+@click.option("--tests", is_flag=True, help="The schema of test files (*.tests.yaml) instead.")
+def schema(markdown: bool, tests: bool) -> int:
     """Print the bot file JSON Schema (for editors and other tools)."""
     from botrunner.commands import schema as command
 
-    return command.run(markdown=markdown)
+    return command.run(markdown=markdown, tests=tests)
 
 
 @cli.command()
@@ -99,8 +175,8 @@ def schema(markdown: bool) -> int:
     "--db",
     default="botrunner.db",
     show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Conversation store (a SQLite file).",
+    envvar="BOTRUNNER_DB",
+    help=DB_HELP,
 )
 @click.option("--no-reload", is_flag=True, help="Don't watch the bot file for edits.")
 @click.option("--log", "log_to", help="Write the JSON turn log to this file (- for stderr).")
@@ -109,7 +185,7 @@ def chat(
     session: str | None,
     variables: tuple[str, ...],
     user_attributes: tuple[str, ...],
-    db: Path,
+    db: str,
     no_reload: bool,
     log_to: str | None,
 ) -> int:
@@ -151,7 +227,13 @@ def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
     "--db",
     default="botrunner.db",
     show_default=True,
-    help="Conversation store: a SQLite file (or a store URL).",
+    envvar="BOTRUNNER_DB",
+    help=DB_HELP,
+)
+@click.option(
+    "--limits",
+    envvar="BOTRUNNER_LIMITS",
+    help="Where per-user limit counters live: redis://host:6379/0 (default: in the --db store).",
 )
 @click.option("--no-reload", is_flag=True, help="Don't watch the bot files for edits.")
 @click.option(
@@ -202,6 +284,7 @@ def serve(
     host: str,
     port: int,
     db: str,
+    limits: str | None,
     no_reload: bool,
     keys_file: Path | None,
     log_to: str,
@@ -219,6 +302,7 @@ def serve(
         host=host,
         port=port,
         db=db,
+        limits=limits,
         reload=not no_reload,
         keys_file=keys_file,
         log_to=log_to,
@@ -226,6 +310,52 @@ def serve(
         grace=grace,
         head_limits=HeadLimits(max_header_bytes, max_headers),
     )
+
+
+@cli.group()
+def db() -> None:
+    """The conversation store: apply migrations, copy one store into another."""
+
+
+@db.command("migrate")
+@click.option(
+    "--db", "url", default="botrunner.db", show_default=True, envvar="BOTRUNNER_DB", help=DB_HELP
+)
+def db_migrate(url: str) -> int:
+    """Apply the store's schema migrations (serve does it at start-up too).
+
+    Exit code 0 when the schema is up to date, 2 if the store cannot be opened.
+    """
+    from botrunner.commands import db as command
+
+    return command.migrate(url)
+
+
+@db.command("copy")
+@click.option("--from", "source", required=True, metavar="STORE", help="The store to copy from.")
+@click.option("--to", "target", required=True, metavar="STORE", help="The store to copy into.")
+def db_copy(source: str, target: str) -> int:
+    """Copy every conversation, message, summary and usage record from one store to another.
+
+    STORE is a SQLite file or a PostgreSQL URL, e.g. --from botrunner.db --to
+    postgresql://botrunner@db:5432/botrunner. Safe to run again: what is already there is
+    left alone, conversations that went on since are updated. Exit code 0 when everything was
+    copied and verified, 1 on a conflict or mismatch (listed), 2 if a store cannot be opened.
+    """
+    from botrunner.commands import db as command
+
+    return command.copy(source, target)
+
+
+def _known_failure(exc: Exception) -> int:
+    """The error boundary: a failure the user can fix (a store that cannot be opened) is one
+    line and exit code 2; anything else is a bug and propagates."""
+    from botrunner.store.base import StoreError
+
+    if not isinstance(exc, StoreError):
+        raise exc
+    click.echo(f"error: {exc}", err=True)
+    return 2
 
 
 def main() -> None:
@@ -240,4 +370,6 @@ def main() -> None:
         code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
     except KeyboardInterrupt:
         code = 130
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a known failure
+        code = _known_failure(exc)
     sys.exit(code if isinstance(code, int) else 0)

@@ -26,6 +26,7 @@ hand-rolled HTTP/1.1 keep-alive loop, pre-encoded SSE frames, no pydantic, nothi
     python tests/fake_anthropic.py --port 8765 --mode instant
     python tests/fake_anthropic.py --port 8765 --mode paced --ttft-ms 250 --tokens 16-64 --token-ms 10-20
     python tests/fake_anthropic.py --port 0 --mode echo --tool-calls   # prints the URL it listens on
+    python tests/fake_anthropic.py --port 0 --mode script --script tests/bots_upstream.json
 
 It accepts the key either as `x-api-key` or as `Authorization: Bearer` (the SDK in use sends the
 latter); a request with neither gets the real API's 401 `authentication_error`.
@@ -557,9 +558,10 @@ class Auto:
     """What the server answers when its queue is empty.
 
     mode: `error` (a 400 saying nothing was enqueued: tests fail loudly), `echo` (the last user
-    message's text back), `instant` (a canned reply of `tokens` words, no delay) or `paced` (the
+    message's text back), `instant` (a canned reply of `tokens` words, no delay), `paced` (the
     same with `ttft` before the first token and `token_delay` between tokens; ranges are drawn
-    uniformly per request). With `tool_calls`, a request that offers tools and whose last user
+    uniformly per request) or `script` (the reply of the first `script` rule whose pattern
+    is found in the last message; see `load_script`). With `tool_calls`, a request that offers tools and whose last user
     message mentions "tool" or a tool's name gets a `tool_use` for that tool; a request whose
     last message carries tool results gets a short text reply about them. With `echo_system`,
     every text reply starts with the request's system prompt (benchmarks time hot reload by it).
@@ -572,6 +574,27 @@ class Auto:
     tool_calls: bool = False
     echo_system: bool = False
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    script: list[tuple[re.Pattern[str], Reply]] = field(default_factory=list)
+
+
+def load_script(path: str) -> list[tuple[re.Pattern[str], Reply]]:
+    """Rules for `mode="script"` from a JSON file: a list of objects, each with `when` (a
+    regular expression searched in the last message: its text, or the content of its tool
+    results) and the reply: `text`, or `tool_use` (a list of [name, input, id]) with an
+    optional `text` before the calls, or `error` (an HTTP status). The first match answers,
+    whatever the order requests arrive in; a request no rule matches gets a 400."""
+    with open(path, encoding="utf-8") as f:
+        rules = json.load(f)
+    script = []
+    for rule in rules:
+        if "error" in rule:
+            reply = error(int(rule["error"]), rule.get("message"))
+        elif "tool_use" in rule:
+            reply = tool_use([tuple(call) for call in rule["tool_use"]], text=rule.get("text"))
+        else:
+            reply = text(rule["text"])
+        script.append((re.compile(rule["when"]), reply))
+    return script
 
 
 def _last_user_text(body: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -979,6 +1002,9 @@ class FakeAnthropic:
         if auto.mode == "error":
             return None
         user_text, results = _last_user_text(body)
+        if auto.mode == "script":
+            said = " ".join([user_text, *(str(r.get("content")) for r in results)])
+            return next((reply for when, reply in auto.script if when.search(said)), None)
         if auto.tool_calls:
             tools = body.get("tools") or []
             if results:
@@ -1050,7 +1076,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A fake Anthropic Messages API server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--mode", choices=["instant", "paced", "echo", "error"], default="instant")
+    parser.add_argument(
+        "--mode", choices=["instant", "paced", "echo", "error", "script"], default="instant"
+    )
+    parser.add_argument("--script", help="script mode: the JSON rules file (see load_script)")
     parser.add_argument("--ttft-ms", default="250", help="paced: time to first token, e.g. 250")
     parser.add_argument("--tokens", default="16-64", help="tokens per reply, e.g. 16-64")
     parser.add_argument("--token-ms", default="10-20", help="paced: delay per token, e.g. 10-20")
@@ -1077,6 +1106,7 @@ def main(argv: list[str] | None = None) -> None:
         tool_calls=args.tool_calls,
         echo_system=args.echo_system,
         rng=random.Random(args.seed),
+        script=load_script(args.script) if args.script else [],
     )
     server = FakeAnthropic(
         host=args.host, port=args.port, default=auto, record=False, api_key=args.api_key

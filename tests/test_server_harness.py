@@ -23,7 +23,7 @@ from botrunner.providers import aclose_all as aclose_providers
 from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing
-from botrunner.store import open_store
+from botrunner.store import open_limits, start_store
 
 REPO = Path(__file__).resolve().parent.parent
 _EXE = Path(sys.executable).with_name("botrunner")
@@ -63,9 +63,16 @@ class ThreadServer:
     """The app on uvicorn in a background thread (own event loop, store, engine, watcher)."""
 
     def __init__(
-        self, target: Path, db: Path, *, keys: KeyRing | None = None, reload: bool = False
+        self,
+        target: Path,
+        db: Path,
+        *,
+        keys: KeyRing | None = None,
+        reload: bool = False,
+        limits: str | None = None,
     ) -> None:
         self.target, self.db, self.keys, self.reload = target, db, keys or KeyRing(), reload
+        self.limits_url = limits
         self.url = ""
         self.live: LiveBots | None = None
         self._ready = threading.Event()
@@ -101,8 +108,9 @@ class ThreadServer:
         problems = live.load_all()
         assert not problems, problems
         self.live = live
-        store = open_store(self.db)
-        engine = Engine(store)
+        store = await start_store(self.db)
+        limits = open_limits(self.limits_url, store)
+        engine = Engine(store, limits=limits)
         for bot in live.bots.values():  # as `serve` does: loads the provider SDK up front
             with contextlib.suppress(ProviderError):
                 engine.check(bot)
@@ -130,6 +138,8 @@ class ThreadServer:
                     await asyncio.wait_for(watcher, 2)
             await engine.aclose()
             await aclose_providers()
+            if limits is not store:
+                await limits.close()
             await store.close()
 
 

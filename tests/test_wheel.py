@@ -20,13 +20,16 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "botrunner/bot.schema.json" in names
+        assert "botrunner/tests.schema.json" in names  # `botrunner test` checks test files
         # `botrunner new` writes its starters from package data.
         assert {"tutor", "support", "tool"} <= {
             Path(n).stem for n in names if n.startswith("botrunner/commands/starters/")
         }
         packaged = archive.read("botrunner/bot.schema.json").decode("utf-8")
+        packaged_tests = archive.read("botrunner/tests.schema.json").decode("utf-8")
         archive.extractall(tmp_path / "site")
     assert packaged == (ROOT / "schemas" / "bot.schema.json").read_text(encoding="utf-8")
+    assert packaged_tests == (ROOT / "schemas" / "tests.schema.json").read_text(encoding="utf-8")
     assert any(name.endswith("entry_points.txt") for name in names)
     assert "botrunner/providers/models.json" in names
 
@@ -37,7 +40,8 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
         "print(s.schema_path()); print(s.load_schema()['title']); "
         "print(l.check_file(sys.argv[1], env={})[1][0].message); "
         "from botrunner.providers import catalogue as c; "
-        "print(c.find_model('claude-haiku-4-5').id)"
+        "print(c.find_model('claude-haiku-4-5').id); "
+        "print(s.schema_path('tests.schema.json'))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(bot)],
@@ -47,7 +51,8 @@ def test_wheel_contains_the_schema_and_it_loads(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    location, title, message, haiku = result.stdout.splitlines()
+    location, title, message, haiku, tests_location = result.stdout.splitlines()
+    assert Path(tests_location) == tmp_path / "site" / "botrunner" / "tests.schema.json"
     assert haiku == "claude-haiku-4-5-20251001"  # the catalogue is read from the wheel
     assert Path(location) == tmp_path / "site" / "botrunner" / "bot.schema.json"
     assert title == json.loads(packaged)["title"]

@@ -38,6 +38,18 @@ def _unexpected(path: Path, exc: Exception) -> Problem:
     )
 
 
+# Conversation tests beside the bots (`botrunner test`): never loaded as bots.
+TEST_SUFFIXES = (".tests.yaml", ".tests.yml")
+
+
+def is_test_file(path: str | Path) -> bool:
+    return str(path).endswith(TEST_SUFFIXES)
+
+
+def is_bot_file(path: Path) -> bool:
+    return path.suffix in BOT_SUFFIXES and not is_test_file(path)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """What one reload did: a new `bot`, a removal (`removed`), or `problems` (kept old)."""
@@ -74,7 +86,7 @@ class LiveBots:
     def files(self) -> list[Path]:
         if not self.directory_mode:
             return [self.target]
-        return sorted(p for p in self.target.rglob("*") if p.suffix in BOT_SUFFIXES and p.is_file())
+        return sorted(p for p in self.target.rglob("*") if is_bot_file(p) and p.is_file())
 
     def load_all(self) -> list[Problem]:
         """Initial load; returns every problem found (the caller decides whether to start)."""
@@ -217,5 +229,5 @@ class LiveBots:
 
     def _wanted(self, path: Path) -> bool:
         if self.directory_mode:
-            return path.suffix in BOT_SUFFIXES
+            return is_bot_file(path)
         return path.resolve() == self.target

@@ -35,7 +35,7 @@ from botrunner.botfile.usercheck import check_user_attributes
 from botrunner.templating.envrefs import ENV_REF, substitute_env
 from botrunner.templating.template import Template
 
-__all__ = ["BotFileError", "SYSTEM_VARIABLES", "check_file", "display", "load_bot"]
+__all__ = ["BotFileError", "SYSTEM_VARIABLES", "check_file", "display", "load_bot", "read_yaml"]
 
 log = logging.getLogger(__name__)
 
@@ -92,29 +92,9 @@ def check_file(
 def _check_file(
     path: str | os.PathLike[str], strict: bool, env: Mapping[str, str]
 ) -> tuple[Bot | None, list[Problem]]:
-    file = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return None, [Problem(file, 1, 1, "error", f"cannot read the file: {reason}", "")]
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return None, [
-            Problem(
-                file,
-                line,
-                1,
-                "error",
-                "the file is not UTF-8 text",
-                "Save the file with UTF-8 encoding (every modern editor can).",
-            )
-        ]
-    src = yamlsrc.parse(text, file)
-    if src.data is None and src.problems:
-        return None, src.problems
+    raw, src, problems = read_yaml(path)
+    if src is None:
+        return None, problems
     check = FileCheck(src, env)
     check_schema(check)
     check_env_refs(check)
@@ -152,6 +132,41 @@ def _indexed(check: FileCheck, tools: list[Tool]) -> list[tuple[int, Tool]]:
     data = check.get(("tools",)) or []
     index = {item.get("name"): i for i, item in enumerate(data) if isinstance(item, dict)}
     return [(index[tool.name], tool) for tool in tools]
+
+
+def read_yaml(
+    path: str | os.PathLike[str], *, empty_hint: str | None = None
+) -> tuple[bytes, yamlsrc.Source | None, list[Problem]]:
+    """Read a YAML file with a position for every value: its bytes, the parsed source (None
+    when there is nothing to check) and the problems found so far."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return b"", None, [Problem(file, 1, 1, "error", f"cannot read the file: {reason}", "")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return (
+            raw,
+            None,
+            [
+                Problem(
+                    file,
+                    line,
+                    1,
+                    "error",
+                    "the file is not UTF-8 text",
+                    "Save the file with UTF-8 encoding (every modern editor can).",
+                )
+            ],
+        )
+    src = yamlsrc.parse(text, file, empty_hint=empty_hint)
+    if src.data is None and src.problems:
+        return raw, None, src.problems
+    return raw, src, []
 
 
 def _build(
@@ -214,6 +229,7 @@ def _build(
                 tokens_per_day=per_user.get("tokens_per_day"),
             ),
             max_tool_rounds=limits.get("max_tool_rounds", 5),
+            max_tool_calls_per_reply=limits.get("max_tool_calls_per_reply", 8),
         ),
         retry=Retry(
             max_retries=retry.get("max_retries", 3),

@@ -13,7 +13,7 @@ from typing import Any
 
 from botrunner.botfile import yamlsrc
 from botrunner.botfile.filecheck import FileCheck, PathT, closest, display
-from botrunner.botfile.schema import load_schema, subschema
+from botrunner.botfile.schema import SCHEMA_NAME, TESTS_SCHEMA_NAME, load_schema, subschema
 
 __all__ = ["check_schema"]
 
@@ -27,6 +27,18 @@ _TYPE_NAMES = {
     "null": "empty",
 }
 
+# What a file of each kind must look like at the top, said when it is not a mapping at all.
+_ROOT = {
+    SCHEMA_NAME: (
+        "a bot file must be a mapping of key: value lines (name:, model:, system: ...)",
+        "See bots/tutor.yaml for a complete example.",
+    ),
+    TESTS_SCHEMA_NAME: (
+        "a test file must be a mapping of key: value lines (bot:, tests: ...)",
+        "See bots/tutor.tests.yaml for a complete example, and docs/testing.md.",
+    ),
+}
+
 _BOUNDS = {
     "minimum": "at least",
     "maximum": "at most",
@@ -36,14 +48,14 @@ _BOUNDS = {
 
 
 @cache
-def _validator() -> Any:
+def _validator(name: str) -> Any:
     from jsonschema import Draft7Validator
 
-    return Draft7Validator(load_schema())
+    return Draft7Validator(load_schema(name))
 
 
 @cache
-def _known_keys() -> dict[str, list[str]]:
+def _known_keys(name: str) -> dict[str, list[str]]:
     """Every fixed key in the schema -> where it belongs ("memory", "tools[].http", ...)."""
     index: dict[str, list[str]] = {}
 
@@ -55,17 +67,18 @@ def _known_keys() -> dict[str, list[str]]:
             elif isinstance(sub.get("items"), dict):
                 walk(sub["items"], f"{where}.{key}[]" if where else f"{key}[]")
 
-    walk(load_schema(), "")
+    walk(load_schema(name), "")
     return index
 
 
-def check_schema(check: FileCheck) -> None:
-    validator = _validator()
+def check_schema(check: FileCheck, schema: str = SCHEMA_NAME) -> None:
+    """Check the file against `schema` (a file in `schemas/`: the bot file's by default)."""
+    validator = _validator(schema)
     errors = list(validator.iter_errors(check.src.data))
     if _read_as_text(check, errors):
         errors = list(validator.iter_errors(check.src.data))
     for err in errors:
-        _report(check, err)
+        _report(check, err, schema)
 
 
 def _read_as_text(check: FileCheck, errors: list[Any]) -> bool:
@@ -98,7 +111,7 @@ def _read_as_text(check: FileCheck, errors: list[Any]) -> bool:
     return coerced
 
 
-def _report(check: FileCheck, err: Any) -> None:
+def _report(check: FileCheck, err: Any, schema: str) -> None:
     path: PathT = tuple(err.absolute_path)
     kind = err.validator
     sub = err.schema if isinstance(err.schema, dict) else {}
@@ -122,7 +135,7 @@ def _report(check: FileCheck, err: Any) -> None:
             add(
                 src.key_pos((*path, key)),
                 f'unknown key "{key}"{_where(path)}',
-                _unknown_key_hint(key, allowed),
+                _unknown_key_hint(key, allowed, schema),
                 (*path, key),
             )
     elif kind == "required":
@@ -134,7 +147,7 @@ def _report(check: FileCheck, err: Any) -> None:
                 # A misspelling of it is reported as an unknown key with "did you mean".
                 check.failed.append((*path, key))
                 continue
-            about = subschema((*path, key)).get("description", "")
+            about = subschema((*path, key), schema).get("description", "")
             add(
                 src.parent_pos(path),
                 f'"{key}" is missing{_where(path)}',
@@ -146,12 +159,7 @@ def _report(check: FileCheck, err: Any) -> None:
         names = [expected] if isinstance(expected, str) else list(expected)
         want = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
         if not path:
-            add(
-                src.node_pos(path),
-                "a bot file must be a mapping of key: value lines (name:, model:, system: ...)",
-                "See bots/tutor.yaml for a complete example.",
-                path,
-            )
+            add(src.node_pos(path), *_ROOT[schema], path)
         elif value is None:
             add(
                 src.node_pos(path),
@@ -191,6 +199,13 @@ def _report(check: FileCheck, err: Any) -> None:
         )
     elif kind == "minLength":
         add(src.node_pos(path), f"{what} is empty", f"Write some text. {desc}".strip(), path)
+    elif kind == "minItems":
+        add(
+            src.node_pos(path),
+            f"{what} is empty",
+            f"Write at least {_plural(err.validator_value, 'item')} (lines starting with -). {desc}".strip(),
+            path,
+        )
     elif kind == "const":
         add(
             src.node_pos(path),
@@ -202,15 +217,19 @@ def _report(check: FileCheck, err: Any) -> None:
         add(src.node_pos(path), f"{what}: {err.message}", desc, path)
 
 
-def _unknown_key_hint(key: str, allowed: list[str]) -> str:
+def _unknown_key_hint(key: str, allowed: list[str], schema: str) -> str:
     close = closest(key, allowed)
     if close:
         return f'Did you mean "{close}"?'
-    homes = [w for w in _known_keys().get(key, []) if w]
+    homes = [w for w in _known_keys(schema).get(key, []) if w]
     if homes:
         return f'"{key}" belongs under {homes[0]}:'
     listing = ", ".join(allowed)
     return f"Allowed here: {listing}. Keys starting with x- are ignored, for your own notes."
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _where(path: PathT) -> str:

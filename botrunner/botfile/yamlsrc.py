@@ -171,8 +171,12 @@ def _align(text: str, node: ScalarNode, offset: int) -> tuple[int, int] | None:
     return None
 
 
-def parse(text: str, file: str) -> Source:
-    """Parse one YAML document. Problems (syntax, duplicate keys, bad tags) land in `.problems`."""
+EMPTY_BOT_HINT = "A bot file needs at least name:, model: and system:. See docs/bot-reference.md."
+
+
+def parse(text: str, file: str, *, empty_hint: str | None = None) -> Source:
+    """Parse one YAML document. Problems (syntax, duplicate keys, bad tags) land in `.problems`.
+    `empty_hint` says what an empty file should hold (a bot file's keys by default)."""
     src = Source(file=file, text=text)
     try:
         root = yaml.compose(text, Loader=_Loader)
@@ -190,7 +194,7 @@ def parse(text: str, file: str) -> Source:
             src.problem(
                 (1, 1),
                 "the file is empty",
-                "A bot file needs at least name:, model: and system:. See docs/bot-reference.md.",
+                empty_hint or EMPTY_BOT_HINT,
             )
         )
         return src

@@ -36,7 +36,7 @@ def run(
     *,
     session: str | None,
     variables: Mapping[str, str],
-    db: Path,
+    db: str | Path,
     reload: bool,
     user: Mapping[str, str] | None = None,
     stdin: TextIO | None = None,
@@ -53,7 +53,7 @@ class Chat:
         path: Path,
         session: str | None,
         variables: Mapping[str, str],
-        db: Path,
+        db: str | Path,
         reload: bool,
         stdin: TextIO,
         stdout: TextIO,
@@ -75,7 +75,7 @@ class Chat:
     async def main(self) -> int:
         from botrunner.engine.engine import Engine
         from botrunner.providers.base import ProviderError
-        from botrunner.store import open_store
+        from botrunner.store import start_store
 
         problems = self.live.load_all()
         if problems:
@@ -94,8 +94,7 @@ class Chat:
         if problem:
             self.err(problem)
             return 2
-        self.db.parent.mkdir(parents=True, exist_ok=True)
-        store = open_store(self.db)
+        store = await start_store(self.db)  # StoreError: reported by the CLI, exit 2
         self.engine = Engine(store)
         try:
             self.engine.check(bot)

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
-from botrunner.botfile.schema import SCHEMA_NAME, schema_text
+from botrunner.botfile.schema import SCHEMA_NAME, TESTS_SCHEMA_NAME, schema_text
 
 KINDS = ("tutor", "support", "tool")
 # The schema's own rule for `name` (schemas/bot.schema.json).
@@ -34,19 +34,29 @@ def run(
         )
         return 2
     path = directory / f"{name}.yaml"
-    if path.exists():
-        err.write(
-            f"error: {path} already exists; nothing was written\n"
-            f"    hint: Pick another name, or delete {path} first if you want to start over.\n"
-        )
-        return 1
+    tests = directory / f"{name}.tests.yaml"
+    for existing in (path, tests):
+        if existing.exists():
+            err.write(
+                f"error: {existing} already exists; nothing was written\n"
+                f"    hint: Pick another name, or delete {existing} first if you want to start "
+                "over.\n"
+            )
+            return 1
     directory.mkdir(parents=True, exist_ok=True)
-    schema, wrote_schema = _schema_for(directory)
-    text = resources.files("botrunner.commands").joinpath(f"starters/{kind}.yaml").read_text()
-    text = text.replace("__NAME__", name).replace("__PATH__", str(path))
-    path.write_text(text.replace("__SCHEMA__", schema), encoding="utf-8")
-    out.write(f"Wrote {path}")
-    out.write(f" (and {wrote_schema}, for completion in your editor)\n" if wrote_schema else "\n")
+    schema, wrote_schema = _schema_for(directory, SCHEMA_NAME)
+    tests_schema, _ = _schema_for(directory, TESTS_SCHEMA_NAME)
+    values = {
+        "__NAME__": name,
+        "__PATH__": str(path),
+        "__TESTS_PATH__": str(tests),
+        "__SCHEMA__": schema,
+        "__TESTS_SCHEMA__": tests_schema,
+    }
+    path.write_text(_starter(f"{kind}.yaml", values), encoding="utf-8")
+    tests.write_text(_starter("first.tests.yaml", values), encoding="utf-8")
+    out.write(f"Wrote {path} and its first test, {tests}")
+    out.write(f" (and {wrote_schema}, for your editor)\n" if wrote_schema else "\n")
     out.write(
         "Next:\n"
         f"  botrunner validate {path}   # check it\n"
@@ -56,15 +66,22 @@ def run(
     return 0
 
 
-def _schema_for(directory: Path) -> tuple[str, Path | None]:
-    """The modeline's path to the schema, relative to the bot file: the nearest
-    `schemas/bot.schema.json` above it, or a copy written next to the bots folder."""
+def _starter(name: str, values: dict[str, str]) -> str:
+    text = resources.files("botrunner.commands").joinpath(f"starters/{name}").read_text()
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _schema_for(directory: Path, schema_name: str) -> tuple[str, Path | None]:
+    """The modeline's path to a schema, relative to the bot file: the nearest
+    `schemas/<schema_name>` above it, or a copy written next to the bots folder."""
     start = directory.resolve()
     for folder in (start, *start.parents):
-        candidate = folder / "schemas" / SCHEMA_NAME
+        candidate = folder / "schemas" / schema_name
         if candidate.is_file():
             return Path(os.path.relpath(candidate, start)).as_posix(), None
-    target = directory.parent / "schemas" / SCHEMA_NAME
+    target = directory.parent / "schemas" / schema_name
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(schema_text(), encoding="utf-8")
+    target.write_text(schema_text(schema_name), encoding="utf-8")
     return Path(os.path.relpath(target.resolve(), start)).as_posix(), target

@@ -1,6 +1,7 @@
-"""Generate docs/bot-reference.md from schemas/bot.schema.json (the single source of truth).
+"""Generate docs/bot-reference.md from schemas/bot.schema.json, and docs/tests-reference.md
+from schemas/tests.schema.json (the schemas are the single source of truth).
 
-python -m botrunner.commands.reference          # rewrite docs/bot-reference.md
+python -m botrunner.commands.reference          # rewrite both
 python -m botrunner.commands.reference --check  # exit 1 if it is out of date
 botrunner schema --markdown                     # print it
 """
@@ -12,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from botrunner.botfile.schema import load_schema
+from botrunner.botfile.schema import TESTS_SCHEMA_NAME, load_schema
 
 DOC_PATH = Path(__file__).resolve().parent.parent.parent / "docs" / "bot-reference.md"
+TESTS_DOC_PATH = DOC_PATH.with_name("tests-reference.md")
 
 _TYPES = {
     "string": "text",
@@ -39,15 +41,8 @@ def _type(schema: dict[str, Any]) -> str:
     kind = schema.get("type")
     if kind is None:
         return "any"
-    text = _TYPES.get(kind, kind)
-    if kind == "array" and isinstance(schema.get("items"), dict):
-        text = f"list of {_TYPES.get(schema['items'].get('type', ''), 'values')}s"
-    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
-        inner = schema["additionalProperties"].get("type")
-        if isinstance(inner, list):  # ["object", "null"]: an empty value means the defaults
-            inner = next((k for k in inner if k != "null"), None)
-        if inner:
-            text = "mapping of " + ("mappings" if inner == "object" else _TYPES.get(inner, inner))
+    kinds = kind if isinstance(kind, list) else [kind]  # e.g. one text, or a list of them
+    text = " or ".join(_one_type(k, schema) for k in kinds)
     if "enum" in schema:
         text = "one of " + ", ".join(_code(v) for v in schema["enum"])
     rules = []
@@ -64,6 +59,20 @@ def _type(schema: dict[str, Any]) -> str:
     return text
 
 
+def _one_type(kind: str, schema: dict[str, Any]) -> str:
+    text = _TYPES.get(kind, kind)
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        text = f"list of {_TYPES.get(schema['items'].get('type', ''), 'values')}s"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        inner = schema["additionalProperties"].get("type")
+        if isinstance(inner, list):  # ["object", "null"]: an empty value means the defaults
+            inner = next((k for k in inner if k != "null"), None)
+        if inner:
+            plural = "s" if inner in ("object", "array") else ""
+            text = f"mapping of {_TYPES.get(inner, inner)}{plural}"
+    return text
+
+
 def _sections(schema: dict[str, Any], title: str, out: list[dict[str, Any]]) -> None:
     out.append({"title": title, "schema": schema})
     for key, sub in schema.get("properties", {}).items():
@@ -72,14 +81,14 @@ def _sections(schema: dict[str, Any], title: str, out: list[dict[str, Any]]) -> 
             _sections(sub, where, out)
         elif isinstance(sub.get("items"), dict) and sub["items"].get("properties"):
             _sections(sub["items"], f"{where}[]", out)
-        elif _named_entries(sub):
+        elif _named(sub):
             _sections(sub["additionalProperties"], f"{where}.<name>", out)
 
 
-def _named_entries(schema: dict[str, Any]) -> bool:
-    """A mapping whose values are themselves documented mappings (user_attributes)."""
-    entry = schema.get("additionalProperties")
-    return isinstance(entry, dict) and bool(entry.get("properties"))
+def _named(schema: dict[str, Any]) -> bool:
+    """A mapping of names the author chooses to fixed objects (a test's `tools`)."""
+    extra = schema.get("additionalProperties")
+    return isinstance(extra, dict) and bool(extra.get("properties"))
 
 
 def render(schema: dict[str, Any] | None = None) -> str:
@@ -103,6 +112,36 @@ def render(schema: dict[str, Any] | None = None) -> str:
         "sees a secret.",
         "",
     ]
+    lines += _tables(schema)
+    lines += _model_table()
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_tests(schema: dict[str, Any] | None = None) -> str:
+    """docs/tests-reference.md: every key of a test file (`*.tests.yaml`)."""
+    schema = schema if schema is not None else load_schema(TESTS_SCHEMA_NAME)
+    lines = [
+        "# Test file reference",
+        "",
+        "<!-- Generated from schemas/tests.schema.json by "
+        "`python -m botrunner.commands.reference`. Do not edit by hand: edit the schema and "
+        "regenerate. -->",
+        "",
+        f"{schema.get('description', '')}",
+        "",
+        "How to write and run tests, record them and use them in CI: "
+        "[testing.md](testing.md). Unknown keys are errors at every level; keys starting with "
+        "`x-` are allowed anywhere for your own notes. `botrunner validate` checks test files "
+        "too.",
+        "",
+    ]
+    lines += _tables(schema)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _tables(schema: dict[str, Any]) -> list[str]:
+    """A table of keys for the top level and for every fixed object below it."""
+    lines: list[str] = []
     sections: list[dict[str, Any]] = []
     _sections(schema, "", sections)
     for section in sections:
@@ -129,14 +168,14 @@ def render(schema: dict[str, Any] | None = None) -> str:
                 isinstance(prop.get("items"), dict) and prop["items"].get("properties")
             )
             name = f"`{key}`"
-            if nested or _named_entries(prop):
+            if nested:
                 anchor = link + ("[]" if prop.get("type") == "array" else "")
-                anchor += ".<name>" if _named_entries(prop) else ""
                 name += f" ([details](#{_anchor(anchor)}))"
+            elif _named(prop):
+                name += f" ([details](#{_anchor(link + '.<name>')}))"
             lines.append(f"| {name} | {_cell(_type(prop))} | {default} | {_cell(desc)} |")
         lines.append("")
-    lines += _model_table()
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return lines
 
 
 def _model_table() -> list[str]:
@@ -184,17 +223,21 @@ def _anchor(title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    text = render()
+    docs = [(DOC_PATH, render()), (TESTS_DOC_PATH, render_tests())]
     if "--check" in argv:
-        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
-        if current != text:
-            print(f"{DOC_PATH} is out of date: run python -m botrunner.commands.reference")
-            return 1
-        return 0
-    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    DOC_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC_PATH}")
+        stale = [path for path, text in docs if _read(path) != text]
+        for path in stale:
+            print(f"{path} is out of date: run python -m botrunner.commands.reference")
+        return 1 if stale else 0
+    for path, text in docs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
@@ -37,7 +38,8 @@ from botrunner.providers.base import ProviderError
 from botrunner.server import Settings, create_app
 from botrunner.server.auth import KeyRing, KeysError, load_keys
 from botrunner.server.headlimits import HeadLimits, bounded_protocol
-from botrunner.store import open_store
+from botrunner.store import LimitStore, LimitsUnavailable, MissingExtra, open_limits, start_store
+from botrunner.store.base import Store
 
 log = logging.getLogger("botrunner.serve")
 
@@ -60,13 +62,14 @@ def run(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    db: Path = Path("botrunner.db"),
+    db: str | Path = "botrunner.db",
     reload: bool = True,
     keys_file: Path | None = None,
     log_to: str | None = "-",
     insecure_no_auth: bool = False,
     grace: float = 30.0,
     max_body_bytes: int = 64 * 1024,
+    limits: str | None = None,
     head_limits: HeadLimits | None = None,
 ) -> int:
     if not Path(path).exists():
@@ -98,7 +101,7 @@ def run(
     settings = Settings(keys=keys, max_body_bytes=max_body_bytes)
     if head_limits is not None:
         settings.head_limits = head_limits
-    return _run_loop(_serve(live, host, port, db, reload, grace, settings))
+    return _run_loop(_serve(live, host, port, db, reload, grace, settings, limits))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -127,15 +130,20 @@ async def _serve(
     live: LiveBots,
     host: str,
     port: int,
-    db: Path | str,
+    db: str | Path,
     reload: bool,
     grace: float,
     settings: Settings,
+    limits_url: str | None,
 ) -> int:
-    if "://" not in str(db) and str(db) != ":memory:":
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-    store = open_store(db)
-    engine = Engine(store)
+    store = await start_store(db)  # StoreError: reported by the CLI, exit 2
+    try:
+        limits = await open_checked_limits(limits_url, store)
+    except StartupError as exc:
+        _err(f"error: {exc}")
+        await store.close()
+        return 2
+    engine = Engine(store, limits=limits)
     app = create_app(live, engine, settings)
     # The model SDK (about 2 s to import) loads in a thread while the server starts and
     # listens; a chat turn that comes first waits for it.
@@ -172,8 +180,45 @@ async def _serve(
             await asyncio.gather(*tasks)
         await engine.aclose()
         await aclose_providers()
+        if limits is not store:
+            await limits.close()
         await store.close()
     return 0 if server.started else 1
+
+
+class StartupError(Exception):
+    """A backend can't be used: one line for the user, exit code 2."""
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed: without a password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+async def open_checked_limits(url: str | None, store: Store) -> LimitStore:
+    """The limits backend for `--limits` (the store when None), checked reachable; raises
+    StartupError saying what is wrong and what to do."""
+    try:
+        limits = open_limits(url, store)
+    except (ValueError, MissingExtra) as exc:
+        raise StartupError(f"--limits: {exc}") from None
+    if limits is store:
+        return store
+    assert url is not None
+    try:
+        await limits.ping()
+    except LimitsUnavailable as exc:
+        await limits.close()
+        cause = exc.__cause__ or exc
+        raise StartupError(
+            f"--limits {shown_url(url)}: can't reach it ({cause}). Start it or fix the URL."
+        ) from None
+    return limits
 
 
 def _import_providers(live: LiveBots) -> Future[None]:

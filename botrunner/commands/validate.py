@@ -1,4 +1,5 @@
-"""`botrunner validate PATH...`: check bot files like a compiler, for authors and CI.
+"""`botrunner validate PATH...`: check bot files (and their `*.tests.yaml` test files) like a
+compiler, for authors and CI.
 
 Exit codes: 0 every file is valid (warnings allowed), 1 some file has an error (or, with
 `--strict`, a warning or an unset environment variable), 2 usage error (e.g. no such path).
@@ -13,8 +14,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
 
+from botrunner.botfile.livebot import is_test_file
 from botrunner.botfile.loader import check_file
 from botrunner.botfile.problems import FORMATTERS, Problem
+from botrunner.testing.loader import check_test_file
 
 SUFFIXES = (".yaml", ".yml")
 _GLOB_CHARS = frozenset("*?[")
@@ -91,7 +94,10 @@ def run(
     problems: list[Problem] = []
     bad_files = 0
     for file in files:
-        _, found = check_file(file, strict=strict, env=env)
+        if is_test_file(file):  # a bot's conversation tests (`botrunner test`)
+            _, found = check_test_file(file, env=env)
+        else:
+            _, found = check_file(file, strict=strict, env=env)
         problems.extend(found)
         if any(p.is_error or strict for p in found):
             bad_files += 1

@@ -13,20 +13,31 @@ before it is.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from botrunner.bot import Bot
 from botrunner.engine.limits import Limiter, RateLimited
 from botrunner.engine.turn import NotStored, PreparedTurn
-from botrunner.events import Error, Event
+from botrunner.events import Error, Event, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers import get_provider
-from botrunner.providers.base import ProviderError
-from botrunner.store.base import ConversationKey, Refused, Store
+from botrunner.providers.base import Provider, ProviderError
+from botrunner.store.base import (
+    ConversationKey,
+    LimitStore,
+    LimitsUnavailable,
+    Refused,
+    Store,
+    TokenCharge,
+)
 from botrunner.store.transcript import Transcript
 from botrunner.tools.http import ToolRunner
+
+log = logging.getLogger("botrunner.engine")
 
 # Control characters other than tab and newline (CR is normalised to newline first).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -121,18 +132,33 @@ def clean_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Engine:
     """Shared by every transport. Owns the tool runner and background work (summaries)."""
 
-    def __init__(self, store: Store, *, tools: ToolRunner | None = None) -> None:
-        # One store keeps conversations and limit counters, so a turn's start (limits +
-        # conversation + user message) and end (reply + status + tokens) are one durable
-        # write each.
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tools: ToolRunner | None = None,
+        limits: LimitStore | None = None,
+        providers: Callable[[Bot], Provider] = get_provider,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        """`limits`: another limits backend (`--limits redis://`); `providers` picks each
+        bot's provider (`botrunner test` plays a cassette back); `clock` is the time the
+        templates see as `now` and `today` (a test pins it)."""
+        # By default one store keeps conversations and limit counters, so a turn's start
+        # (limits + conversation + user message) and end (reply + status + tokens) are one
+        # durable write each. Another limits backend is asked first and settled last, each in
+        # its own atomic step.
         self.store = store
-        self.limiter = Limiter(store)
+        self.limits: LimitStore = store if limits is None else limits
+        self.limiter = Limiter(self.limits)
         self.tools = tools or ToolRunner()
+        self.providers = providers
+        self.clock = clock or _local_now
         self._background: set[asyncio.Task[None]] = set()
 
     def check(self, bot: Bot) -> None:
         """Raise ProviderError('config') when the bot can't reach its model at all."""
-        get_provider(bot).check()
+        self.providers(bot).check()
 
     async def prepare(
         self,
@@ -146,8 +172,8 @@ class Engine:
         history: list[dict[str, Any]] | None = None,
         trusted: bool = False,
     ) -> PreparedTurn:
-        """Validate and acknowledge one user message. Raises InputError, RateLimited or
-        ProviderError before anything is stored.
+        """Validate and acknowledge one user message. Raises InputError, RateLimited,
+        LimitsUnavailable or ProviderError before anything is stored.
 
         `user` holds the user's attributes for the template, checked by `clean_user`
         (`trusted`: see there). `history`: the earlier messages (wire shape) of a
@@ -157,13 +183,23 @@ class Engine:
         ones of `key`."""
         text = clean_message(message, bot.limits.max_message_chars)
         attributes = clean_user(bot, user or {}, trusted=trusted)
-        provider = get_provider(bot)
+        provider = self.providers(bot)
         provider.check()
         content = [{"type": "text", "text": text}]
-        admission = self.limiter.admission(bot, key.user)
+        admission = self.limiter.admission(bot, key.user, text)
         transcript = None if history is None else Transcript(clean_history(history))
         recent = None if transcript is not None else get_strategy(bot.memory.strategy).recent(bot)
-        started = await self.store.start_turn(key, content, admission, recent)
+        if admission is None or self.limits_in_store:
+            started = await self.store.start_turn(key, content, admission, recent)
+        else:
+            refused = await self.limits.admit(admission)  # LimitsUnavailable: nothing stored
+            if refused is not None:
+                raise self.limiter.refusal(admission, refused)
+            try:
+                started = await self.store.start_turn(key, content, None, recent)
+            except BaseException:
+                await self.settle(self.limiter.charge(bot, key.user, Usage(), admission))
+                raise
         if isinstance(started, Refused):
             assert admission is not None
             raise self.limiter.refusal(admission, started)
@@ -176,8 +212,25 @@ class Engine:
             attributes,
             variables,
             request_id,
+            admission,
             transcript=transcript,
         )
+
+    @property
+    def limits_in_store(self) -> bool:
+        """The limit counters live in the conversation store (the default)."""
+        return self.limits is self.store
+
+    async def settle(self, charge: TokenCharge | None) -> None:
+        """Settle a turn with a limits backend other than the store (the store settles inside
+        `complete_turn`). A backend that is down loses this charge, and the turn's reservation
+        lasts until it expires: the reply has already been sent, so that is only logged."""
+        if charge is None or self.limits_in_store:
+            return
+        try:
+            await self.limits.settle(charge)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning("could not settle %s tokens for %s: %s", charge.tokens, charge.user, exc)
 
     async def turn(
         self, bot: Bot, key: ConversationKey, message: str, **options: Any
@@ -190,6 +243,9 @@ class Engine:
             return
         except RateLimited as exc:
             yield Error("rate_limited", exc.message)
+            return
+        except LimitsUnavailable as exc:
+            yield Error("limits_unavailable", exc.message)
             return
         async for event in prepared.events():
             yield event
@@ -212,4 +268,16 @@ class Engine:
         await aclose_all()
 
 
-__all__ = ["Engine", "InputError", "NotStored", "PreparedTurn", "clean_message", "clean_user"]
+def _local_now() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+__all__ = [
+    "Engine",
+    "InputError",
+    "LimitsUnavailable",
+    "NotStored",
+    "PreparedTurn",
+    "clean_message",
+    "clean_user",
+]

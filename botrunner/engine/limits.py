@@ -1,15 +1,24 @@
-"""Per-user limits: requests per minute (GCRA, atomic in the store) and tokens per UTC day.
+"""Per-user limits: requests per minute (GCRA) and tokens per UTC day, per user per bot.
 
-Limits are per user per bot and live in the LimitStore, so they survive restarts and hold
-across every transport. `admit` is called before anything is stored or sent upstream;
-`record` adds a finished turn's tokens.
+The counters live in a limits backend (the store by default, so they survive restarts and
+hold across every transport and process sharing it). A turn is checked and counted before
+anything is sent upstream, in one atomic step that also reserves an estimate of its tokens;
+when it ends, its real usage replaces the estimate.
+
+What the token budget promises: a turn is admitted only while the tokens charged today plus the
+estimates held by the user's turns still running are under `tokens_per_day`. Without
+concurrency that is the same as checking what was used; with any number of simultaneous
+requests, the day's total can exceed the budget only by the last admitted turn (as without
+concurrency) plus what running turns use beyond their estimates, never by one turn per request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import time
+import uuid
 from collections.abc import Callable
 from typing import Literal
 
@@ -56,57 +65,102 @@ def describe_wait(seconds: float) -> str:
     return text
 
 
+# Characters per token for the input estimate: English averages about four, code and many other
+# languages fewer; three errs towards reserving too much.
+CHARS_PER_TOKEN = 3
+# A reservation outlives its turn's deadline (and one last tool round) by this much before it
+# expires: only a turn whose process died, or whose client stopped reading, gets that far.
+HOLD_MARGIN_SECONDS = 60.0
+# Retry-After when the rest of the budget is held by turns still running: they usually end
+# within seconds, and a retry that comes too soon is refused again without reaching the model.
+RESERVED_RETRY_SECONDS = 5.0
+
+
+def estimate_tokens(bot: Bot, text: str) -> int:
+    """What a turn reserves of the daily budget at admission: its new message, the system
+    prompt's source and the tool definitions at CHARS_PER_TOKEN, plus `model.max_tokens`. It
+    leaves out the earlier turns memory sends and any further model request after tool calls;
+    the real usage replaces it when the turn ends."""
+    chars = len(text) + len(bot.system.source)
+    chars += sum(len(json.dumps(tool.to_api())) for tool in bot.tools)
+    return math.ceil(chars / CHARS_PER_TOKEN) + bot.model.max_tokens
+
+
+def hold_seconds(bot: Bot) -> float:
+    """How long a reservation lasts if its turn never settles it: the turn's deadline, one more
+    round of tools, and a margin."""
+    tool_time = max((tool.http.timeout_seconds for tool in bot.tools), default=0.0)
+    return bot.retry.timeout_seconds + tool_time + HOLD_MARGIN_SECONDS
+
+
 class Limiter:
-    def __init__(self, store: LimitStore, *, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+    """Builds what a limits backend checks (`Admission`) and charges (`TokenCharge`), and
+    turns a refusal into the RateLimited a user sees."""
+
+    def __init__(self, backend: LimitStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.backend = backend
         self.clock = clock
 
-    def admission(self, bot: Bot, user: str) -> Admission | None:
-        """What `admit` checks, for a store that checks it atomically with storing the turn
-        (`TurnStore.start_turn`); None when the bot sets no per-user limits."""
+    def admission(self, bot: Bot, user: str, text: str = "") -> Admission | None:
+        """What a turn with message `text` must pass; None when the bot sets no per-user
+        limits. With a token budget it carries the turn's reservation (a fresh id)."""
         limits = bot.limits.per_user
         if limits.tokens_per_day is None and limits.requests_per_minute is None:
             return None
         now = self.clock()
-        day = utc_day(now) if limits.tokens_per_day is not None else ""
+        if limits.tokens_per_day is None:
+            return Admission(bot.name, user, now, "", None, limits.requests_per_minute)
         return Admission(
-            bot.name, user, now, day, limits.tokens_per_day, limits.requests_per_minute
+            bot.name,
+            user,
+            now,
+            utc_day(now),
+            limits.tokens_per_day,
+            limits.requests_per_minute,
+            reserve=estimate_tokens(bot, text),
+            reservation=uuid.uuid4().hex,
+            hold=hold_seconds(bot),
         )
 
     def refusal(self, admission: Admission, refused: Refused) -> RateLimited:
-        """The RateLimited that `admit` would raise for `refused`."""
+        """The RateLimited a user sees for `refused`."""
         if refused.kind == "tokens":
-            return _over_budget(admission.tokens_per_day or 0, admission.now)
+            limit = admission.tokens_per_day or 0
+            if refused.used >= limit:
+                return _over_budget(limit, admission.now)
+            return _held(limit)
         return _too_fast(admission.requests_per_minute or 0, refused.wait)
 
-    async def admit(self, bot: Bot, user: str) -> None:
-        """Raise RateLimited if `user` may not send a message to `bot` now; otherwise count
-        the request. The token budget is checked first, so a refused request never uses up
-        a request slot."""
-        limits = bot.limits.per_user
-        now = self.clock()
-        if limits.tokens_per_day is not None:
-            used = await self.store.tokens_used(bot.name, user, utc_day(now))
-            if used >= limits.tokens_per_day:
-                raise _over_budget(limits.tokens_per_day, now)
-        if limits.requests_per_minute is not None:
-            per_minute = limits.requests_per_minute
-            wait = await self.store.take_request(bot.name, user, per_minute, now)
-            if wait > 0:
-                raise _too_fast(per_minute, wait)
+    async def admit(self, bot: Bot, user: str, text: str = "") -> Admission | None:
+        """Check and count one request from `user` to `bot` on its own (the engine does it
+        inside `start_turn` instead). Raises RateLimited; returns the admission to `record`
+        the turn's usage against."""
+        admission = self.admission(bot, user, text)
+        if admission is not None:
+            refused = await self.backend.admit(admission)
+            if refused is not None:
+                raise self.refusal(admission, refused)
+        return admission
 
-    def charge(self, bot: Bot, user: str, usage: Usage) -> TokenCharge | None:
-        """What `record` adds, for a store that adds it with the turn's last write."""
+    def charge(
+        self, bot: Bot, user: str, usage: Usage, admission: Admission | None = None
+    ) -> TokenCharge | None:
+        """A turn's real usage (input + output tokens), charged to the day its admission
+        counted against (today, without one), releasing its reservation."""
         tokens = usage.input_tokens + usage.output_tokens
-        if tokens <= 0:
+        reservation = admission.reservation if admission is not None else ""
+        if tokens <= 0 and not reservation:
             return None
-        return TokenCharge(bot.name, user, utc_day(self.clock()), tokens)
+        day = admission.day if admission is not None and admission.day else ""
+        return TokenCharge(bot.name, user, day or utc_day(self.clock()), tokens, reservation)
 
-    async def record(self, bot: Bot, user: str, usage: Usage) -> None:
-        """Add a turn's tokens (input + output) to the user's count for today (UTC)."""
-        tokens = usage.input_tokens + usage.output_tokens
-        if tokens > 0:
-            await self.store.add_tokens(bot.name, user, utc_day(self.clock()), tokens)
+    async def record(
+        self, bot: Bot, user: str, usage: Usage, admission: Admission | None = None
+    ) -> None:
+        """Settle a turn on its own (the engine does it inside `complete_turn` instead)."""
+        charge = self.charge(bot, user, usage, admission)
+        if charge is not None:
+            await self.backend.settle(charge)
 
 
 def _over_budget(tokens_per_day: int, now: float) -> RateLimited:
@@ -115,6 +169,15 @@ def _over_budget(tokens_per_day: int, now: float) -> RateLimited:
         wait,
         f"You've used today's budget of {tokens_per_day:,} tokens for this "
         f"bot. It resets at midnight UTC, in {describe_wait(wait)}.",
+        "tokens",
+    )
+
+
+def _held(tokens_per_day: int) -> RateLimited:
+    return RateLimited(
+        RESERVED_RETRY_SECONDS,
+        f"Your replies still in progress hold the rest of today's budget of "
+        f"{tokens_per_day:,} tokens for this bot. Try again when they have finished.",
         "tokens",
     )
 

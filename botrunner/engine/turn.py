@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +27,7 @@ from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import StartedTurn, Store
+from botrunner.store.base import Admission, StartedTurn, Store
 from botrunner.store.transcript import Transcript
 from botrunner.templating import RenderFailed
 from botrunner.templating.prompt import system_context
@@ -42,8 +43,14 @@ class Services(Protocol):
     store: Store
     limiter: Limiter
     tools: ToolRunner
+    clock: Callable[[], dt.datetime]
 
     def spawn(self, coro: Any) -> None: ...
+
+
+# How many calls of one reply run at once: one conversation must not take every connection of
+# the tool client that all bots and users share.
+TOOL_CONCURRENCY = 4
 
 
 class NotStored(Exception):
@@ -61,10 +68,12 @@ class PreparedTurn:
         user: dict[str, Any],
         variables: Mapping[str, Any] | None,
         request_id: str | None,
+        admission: Admission | None = None,
         *,
         transcript: Transcript | None = None,
     ) -> None:
         self.engine, self.bot, self.provider = engine, bot, provider
+        self.admission = admission  # what the turn was admitted under (its reservation)
         self.conv, self.turn, self.text = started.conv, started.turn, text
         self.started = started
         self._durable: asyncio.Future[None] | None = started.durable  # None once resolved
@@ -86,7 +95,9 @@ class PreparedTurn:
         """The rendered system prompt; raises RenderFailed when the template fails."""
         bot = self.bot
         variables = {**bot.variables, **self.variables} if self.variables else bot.variables
-        context = system_context(bot.name, bot.description, variables, self.user)
+        context = system_context(
+            bot.name, bot.description, variables, self.user, self.engine.clock()
+        )
         return bot.system.render(context) + suffix
 
     async def events(self) -> AsyncIterator[Event]:
@@ -183,7 +194,7 @@ class PreparedTurn:
                 for call in calls:
                     record.tool_calls.append(call["name"])
                     yield ToolCall(call["id"], call["name"], call.get("input"))
-                outcomes = await asyncio.gather(*(self._run_tool(call) for call in calls))
+                outcomes = await self._run_tools(calls)
                 for call, outcome in zip(calls, outcomes, strict=True):
                     yield ToolResult(call["id"], call["name"], outcome.content, outcome.is_error)
                     results.append(_tool_result(call["id"], outcome))
@@ -253,12 +264,13 @@ class PreparedTurn:
         """Close the turn with `status` (storing `reply` first when given) and count its
         tokens, in one durable write."""
         engine, bot, conv, turn = self.engine, self.bot, self.conv, self.turn
-        user = conv.key.user
+        charge = engine.limiter.charge(bot, conv.key.user, usage, self.admission)
         try:
             await self._stored()
         except NotStored:  # the turn was rolled back: nothing of it may be written
             self.record.outcome, self.record.error_code = "error", "not_stored"
             log_turn(self.record)
+            await engine.settle(charge)  # (a reservation in the store was rolled back too)
             return
         try:
             stored = await engine.store.complete_turn(
@@ -266,7 +278,7 @@ class PreparedTurn:
                 turn,
                 status,  # type: ignore[arg-type]
                 [] if reply is None else [("assistant", reply.content, reply.usage)],
-                engine.limiter.charge(bot, user, usage),
+                charge if engine.limits_in_store else None,
             )
         except Exception:
             if reply is None:
@@ -276,9 +288,11 @@ class PreparedTurn:
             with contextlib.suppress(Exception):
                 await engine.store.finish_turn(conv, turn, "error")
             with contextlib.suppress(Exception):
-                await engine.limiter.record(bot, user, usage)
+                if charge is not None:
+                    await engine.limits.settle(charge)
             log_turn(self.record)
             raise
+        await engine.settle(charge)
         if stored is not None and stored != status:
             self.record.outcome = status = stored
         log_turn(self.record)
@@ -286,6 +300,24 @@ class PreparedTurn:
         if status == "ok" and bot.memory.strategy == "summarize" and self.transcript is None:
             memory = get_strategy(bot.memory.strategy)
             engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
+
+    async def _run_tools(self, calls: list[dict[str, Any]]) -> list[ToolOutcome]:
+        """One reply's calls: at most `max_tool_calls_per_reply` are made, TOOL_CONCURRENCY at
+        a time; the rest get an error result (every tool_use needs its tool_result)."""
+        cap = self.bot.limits.max_tool_calls_per_reply
+        gate = asyncio.Semaphore(TOOL_CONCURRENCY)
+
+        async def run(call: dict[str, Any]) -> ToolOutcome:
+            async with gate:
+                return await self._run_tool(call)
+
+        made = await asyncio.gather(*(run(call) for call in calls[:cap]))
+        skipped = ToolOutcome(
+            f"Not run: a reply may make at most {cap} tool calls (limits.max_tool_calls_per_reply)."
+            f" The first {cap} were made; call the others again after reading their results.",
+            is_error=True,
+        )
+        return [*made, *(skipped for _ in calls[cap:])]
 
     async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
         tool = self.bot.tool(call["name"])

@@ -7,7 +7,7 @@ and must never pay for (or depend on) the anthropic SDK.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botrunner.providers.base import PROVIDERS, ProviderError
 
@@ -15,10 +15,16 @@ if TYPE_CHECKING:
     from botrunner.bot import Bot
     from botrunner.providers.base import Provider
 
-# Provider name -> the module that registers it.
+# Provider name -> the module that registers it. `replay` and `record` are the providers of
+# `botrunner test`: they play a cassette back, or record one around the bot's own provider.
 MODULES: dict[str, str] = {
     "anthropic": "botrunner.providers.anthropic",
+    "replay": "botrunner.providers.replay",
+    "record": "botrunner.providers.replay",
 }
+
+# Not for bot files: named only by `botrunner test`.
+_TEST_ONLY = {"replay", "record"}
 
 _cache: dict[tuple[object, ...], Provider] = {}
 
@@ -37,19 +43,25 @@ def get_provider(bot: Bot) -> Provider:
     provider = _cache.get(key)
     if provider is not None:
         return provider
-    name = bot.model.provider
+    provider = _cache[key] = new_provider(bot)
+    return provider
+
+
+def new_provider(bot: Bot, name: str | None = None, **options: Any) -> Provider:
+    """A provider of its own (not shared): `name` from the registry (default: the bot's
+    `model.provider`), built with `options` (e.g. the cassette of `replay`)."""
+    name = name or bot.model.provider
     factory = PROVIDERS.get(name)
     if factory is None:
         module = MODULES.get(name)
         if module is None:
-            known = ", ".join(sorted(set(MODULES) | set(PROVIDERS)))
+            known = ", ".join(sorted((set(MODULES) | set(PROVIDERS)) - _TEST_ONLY))
             raise ProviderError(
                 "config", f"Unknown model provider {name!r} (model.provider); known: {known}."
             )
         importlib.import_module(module)
         factory = PROVIDERS[name]
-    provider = _cache[key] = factory(bot)
-    return provider
+    return factory(bot, **options)
 
 
 async def aclose_all() -> None:
@@ -60,4 +72,4 @@ async def aclose_all() -> None:
         await provider.aclose()
 
 
-__all__ = ["MODULES", "ProviderError", "aclose_all", "get_provider"]
+__all__ = ["MODULES", "ProviderError", "aclose_all", "get_provider", "new_provider"]

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from botrunner.bot import Bot
 from botrunner.events import TextDelta, Usage
 
 
@@ -59,7 +58,8 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-ProviderFactory = Callable[[Bot], Provider]
+# Called with the bot, and the options `new_provider` passes on (none for `get_provider`).
+ProviderFactory = Callable[..., Provider]
 PROVIDERS: dict[str, ProviderFactory] = {}
 
 

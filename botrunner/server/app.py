@@ -6,6 +6,7 @@ and holds no conversation state of its own (that is the engine's store).
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from typing import Any
 
@@ -53,10 +54,16 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONBody:
         # Probes need no key. Paths and reload errors are for the operator: with keys
-        # configured, only a caller with a valid key sees them.
+        # configured, only a caller with a valid key sees them (and the backends' state).
         full = not settings.keys or getattr(request.state, "principal", None) is not None
         body = readiness(live) if full else brief_readiness(live)
-        return JSONBody(body, status_code=200 if live.bots else 503)
+        states = await backends(engine)
+        ok = bool(live.bots) and all(states[b]["status"] == "ok" for b in ("store", "limits"))
+        if full:
+            body.update(states)
+        if live.bots and not ok:
+            body["status"] = "a backend is unavailable"
+        return JSONBody(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -70,6 +77,27 @@ def create_app(live: LiveBots, engine: Engine, settings: Settings | None = None)
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
+
+
+async def backends(engine: Engine) -> dict[str, Any]:
+    """The store's and the limits backend's state: `ok`, or `unavailable` when a trivial
+    request fails or takes over 2 s (chat requests then answer 503)."""
+
+    async def state(backend: Any) -> str:
+        try:
+            await asyncio.wait_for(backend.ping(), 2.0)
+        except Exception:  # noqa: BLE001 - any failure means not ready; the log says why
+            return "unavailable"
+        return "ok"
+
+    store = await state(engine.store)
+    if engine.limits_in_store:
+        return {"store": {"status": store}, "limits": {"backend": "store", "status": store}}
+    name = getattr(engine.limits, "name", type(engine.limits).__name__)
+    return {
+        "store": {"status": store},
+        "limits": {"backend": name, "status": await state(engine.limits)},
+    }
 
 
 def brief_readiness(live: LiveBots) -> dict[str, Any]:

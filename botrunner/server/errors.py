@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from botrunner.engine.engine import InputError
+from botrunner.engine.engine import InputError, LimitsUnavailable
 from botrunner.engine.limits import RateLimited
 from botrunner.providers.base import ProviderError
 from botrunner.server.bodies import INVALID_TEXT
@@ -84,6 +84,10 @@ def from_engine(exc: Exception) -> ApiError:
         seconds = max(1, math.ceil(exc.retry_after))
         headers = {"Retry-After": str(seconds)}
         return ApiError(429, "rate_limited", exc.message, headers, kind=exc.kind)
+    if isinstance(exc, LimitsUnavailable):
+        # Limits can't be enforced, so nothing is sent upstream; the backend may be back soon.
+        seconds = max(1, math.ceil(exc.retry_after))
+        return ApiError(503, "limits_unavailable", exc.message, {"Retry-After": str(seconds)})
     if isinstance(exc, ProviderError):
         # `config`: the model can't be reached at all (e.g. no API key): the server is up but
         # this bot is unavailable until someone sets what the message names.
@@ -92,7 +96,7 @@ def from_engine(exc: Exception) -> ApiError:
     raise exc
 
 
-ENGINE_ERRORS = (InputError, RateLimited, ProviderError)
+ENGINE_ERRORS = (InputError, RateLimited, LimitsUnavailable, ProviderError)
 
 
 def install(app: FastAPI) -> None:

@@ -17,6 +17,30 @@ from botrunner.events import Usage
 TurnStatus = Literal["pending", "ok", "error", "stopped"]
 
 
+class StoreClosed(RuntimeError):
+    """The store was closed; no more calls are accepted."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used as configured (unreachable server, wrong
+    credentials, missing database, a schema newer than this botrunner...). The message is one
+    line for the person who configured it: what is wrong and what to do; never a password."""
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the command that installs it."""
+
+
+class LimitsUnavailable(Exception):
+    """The limits backend can't be reached, so limits can't be enforced: the request is
+    refused (nothing sent upstream) and may be retried after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationKey:
     """Sessions belong to users: the same session id under two users is two conversations."""
@@ -49,8 +73,15 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The per-user limits a new turn must pass, checked and counted in the same atomic step
-    that stores its user message (`TurnStore.start_turn`). Built by `Limiter.admission`."""
+    """The per-user limits a new turn must pass, checked and counted in one atomic step
+    (`LimitStore.admit`, or `TurnStore.start_turn` with the user message). Built by
+    `Limiter.admission`.
+
+    Token budget: a turn is admitted while the tokens charged today plus those reserved by turns
+    still running are under `tokens_per_day`; an admitted turn then reserves `reserve` tokens
+    (its estimate) under the id `reservation`, for `hold` seconds at most. `settle` with the
+    same id replaces the estimate by the real usage; a reservation never settled (its process
+    died) expires and is dropped, swept by a later admission."""
 
     bot: str
     user: str
@@ -58,16 +89,21 @@ class Admission:
     day: str  # the UTC day of `now`, for the token budget
     tokens_per_day: int | None
     requests_per_minute: int | None
+    reserve: int = 0
+    reservation: str = ""
+    hold: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """`start_turn` stored nothing: the token budget is used up (`used` tokens today) or the
-    request rate is exceeded (`wait` seconds until a request would be admitted)."""
+    """Nothing was stored or counted: the token budget is used up (`used` tokens charged today,
+    `reserved` more held by turns still running) or the request rate is exceeded (`wait`
+    seconds until a request would be admitted)."""
 
     kind: Literal["requests", "tokens"]
     used: int = 0
     wait: float = 0.0
+    reserved: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +134,14 @@ class StartedTurn:
 
 @dataclass(frozen=True, slots=True)
 class TokenCharge:
-    """Tokens to add to a user's count for a UTC day (`LimitStore.add_tokens`)."""
+    """A turn's real usage: `tokens` added to the user's count for the UTC `day` its admission
+    counted against, and its `reservation` (if any) released, in one step."""
 
     bot: str
     user: str
     day: str
     tokens: int
+    reservation: str = ""
 
 
 class ConversationStore(Protocol):
@@ -174,13 +212,22 @@ class ConversationStore(Protocol):
 
 
 class LimitStore(Protocol):
-    async def take_request(self, bot: str, user: str, per_minute: int, now: float) -> float:
-        """Atomically admit one request under a `per_minute` limit (burst = per_minute).
-        Return 0.0 when admitted, else the seconds until one would be (nothing recorded)."""
+    """Per-user limit counters: the SQLite store itself by default, or another backend
+    (`botrunner.store.open_limits`)."""
 
-    async def tokens_used(self, bot: str, user: str, day: str) -> int: ...
+    async def admit(self, admission: Admission) -> Refused | None:
+        """Atomically check and count `admission`: the token budget first (a refusal never
+        uses a request slot), then the request rate (GCRA, burst = requests_per_minute), then
+        reserve the estimate. None when admitted; `Refused` with nothing counted otherwise."""
 
-    async def add_tokens(self, bot: str, user: str, day: str, tokens: int) -> None: ...
+    async def settle(self, charge: TokenCharge) -> None:
+        """Atomically add the turn's real tokens and release its reservation."""
+
+    async def tokens_used(self, bot: str, user: str, day: str) -> int:
+        """Tokens charged for `day` (not counting reservations)."""
+
+    async def ping(self) -> None:
+        """Raise (LimitsUnavailable or the backend's error) when the backend can't be used."""
 
     async def close(self) -> None: ...
 
@@ -197,9 +244,9 @@ class TurnStore(Protocol):
         admission: Admission | None,
         recent: RecentTurns | None = None,
     ) -> StartedTurn | Refused:
-        """Atomically: check and count `admission` (exactly as `tokens_used` then
-        `take_request` would), open (or create) the conversation and store `content` as the
-        user message of a new pending turn, like `open` + `begin_turn`; and read `recent`.
+        """Atomically: check and count `admission` (exactly as `admit` would), open (or
+        create) the conversation and store `content` as the user message of a new pending turn,
+        like `open` + `begin_turn`; and read `recent`.
         Returns the new turn, or `Refused` with nothing stored or counted. It may return
         before the write is durable (see `StartedTurn.durable`), not before it is decided."""
 
@@ -213,8 +260,12 @@ class TurnStore(Protocol):
     ) -> TurnStatus:
         """Atomically: append `messages` (role, content, usage) to the pending turn as
         `add_message` would, close it as `finish_turn` would (returning the status stored) and
-        add `charge` as `add_tokens` would. On an error nothing of it is stored."""
+        settle `charge` as `settle` would. On an error nothing of it is stored."""
 
 
 class Store(ConversationStore, LimitStore, TurnStore, Protocol):
     """One backend serving all: what `botrunner.store.open_store` returns."""
+
+    async def start(self) -> None:
+        """Connect and apply migrations; raise StoreError when that is impossible. Call once,
+        before anything else (`botrunner.store.start_store` does both steps)."""

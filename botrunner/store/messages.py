@@ -1,4 +1,4 @@
-"""Message content as the SQLite store sees it: the plain text it indexes for search, the
+"""Message content as the stores see it: the plain text it indexes for search, the
 full-text query it builds from user text, and what makes a turn fit to be marked `ok`."""
 
 from __future__ import annotations
@@ -32,15 +32,22 @@ def message_text(content: list[dict[str, Any]]) -> str:
 _WORD = re.compile(r"[^\W_]+")
 
 
-def fts_query(conversation_id: int, text: str) -> str | None:
-    """A safe FTS5 query for `text` scoped to one conversation: each word quoted (so no word
-    is ever an operator or column filter), any word matching. None when `text` has no words."""
+def search_terms(text: str) -> list[str]:
+    """The distinct words of `text` (lower case, letters and digits only, so never an operator
+    of any full-text query syntax), at most MAX_SEARCH_TERMS, in order of appearance."""
     terms: list[str] = []
     for word in _WORD.findall(text.lower()):
         if word not in terms:
             terms.append(word)
         if len(terms) >= MAX_SEARCH_TERMS:
             break
+    return terms
+
+
+def fts_query(conversation_id: int, text: str) -> str | None:
+    """A safe FTS5 query for `text` scoped to one conversation: each word quoted (so no word
+    is ever an operator or column filter), any word matching. None when `text` has no words."""
+    terms = search_terms(text)
     if not terms:
         return None
     quoted = " OR ".join('"' + t + '"' for t in terms)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from botrunner.store.base import StoreError
+
 
 def _script(c: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the current transaction (`executescript` would commit
@@ -101,16 +103,38 @@ def _m001_initial(c: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+def _m002_token_reservations(c: sqlite3.Connection) -> None:
+    _script(
+        c,
+        """
+        -- What each running turn holds of its user's daily token budget, from its admission
+        -- until its real usage is charged; a row whose turn never ended (its process died) is
+        -- deleted by the first admission after `expires`.
+        CREATE TABLE token_reservations (
+            id      TEXT PRIMARY KEY,
+            bot     TEXT NOT NULL,
+            user    TEXT NOT NULL,
+            day     TEXT NOT NULL,                 -- UTC date the turn counts against
+            tokens  INTEGER NOT NULL,
+            expires REAL NOT NULL                  -- unix s
+        ) WITHOUT ROWID;
+        CREATE INDEX token_reservations_user ON token_reservations (bot, user, day);
+        CREATE INDEX token_reservations_expires ON token_reservations (expires);
+        """,
+    )
 
 
-def migrate(c: sqlite3.Connection) -> None:
-    """Apply the migrations this database has not seen yet, each in its own transaction."""
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_token_reservations]
+
+
+def migrate(c: sqlite3.Connection) -> int:
+    """Apply the migrations this database has not seen yet, each in its own transaction;
+    return how many were applied."""
     (version,) = c.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
-        raise RuntimeError(
+        raise StoreError(
             f"the database schema is version {version}, newer than this botrunner knows "
-            f"({len(MIGRATIONS)}); upgrade botrunner"
+            f"({len(MIGRATIONS)}): a newer botrunner has migrated it; upgrade botrunner"
         )
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         c.execute("BEGIN IMMEDIATE")
@@ -122,3 +146,4 @@ def migrate(c: sqlite3.Connection) -> None:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+    return len(MIGRATIONS) - version

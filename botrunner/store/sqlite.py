@@ -8,7 +8,7 @@ Design, one module each:
   after the COMMIT that made its write durable.
 * `conversations`: **bounded per-turn work**: every statement on the per-turn path is an
   indexed lookup bounded by what the memory policy sends.
-* `limits`: the GCRA rate limit and daily token counters.
+* `limits`: the GCRA rate limit, daily token counters and the reservations of running turns.
 * `start_turn` / `complete_turn` (here): a turn's limit check, conversation lookup and user
   message in one job, and its reply, status and token count in another, so a turn costs two
   durable writes instead of six.
@@ -43,10 +43,11 @@ from botrunner.store.conversations import SQLiteConversations
 from botrunner.store.limits import SQLiteLimits
 from botrunner.store.messages import MAX_SEARCH_TERMS, fts_query, message_text
 from botrunner.store.migrations import MIGRATIONS, migrate
+from botrunner.store.sqlite_transfer import SQLitePortable
 from botrunner.store.writer import StoreClosed
 
 
-class SQLiteStore(SQLiteConversations, SQLiteLimits):
+class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLitePortable):
     """ConversationStore and LimitStore over one SQLite file (see the module docstring)."""
 
     def __init__(
@@ -57,7 +58,11 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
             self.path = str(Path(self.path).expanduser())
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_ms = busy_timeout_ms
+        self.migrated = 0  # migrations applied when the file was opened
         super().__init__(self._connect, name=f"botrunner-sqlite:{self.path}", max_batch=max_batch)
+
+    async def start(self) -> None:
+        """Nothing left to do: the constructor opened the file and applied the migrations."""
 
     def _connect(self) -> sqlite3.Connection:
         """Runs on the writer thread, which then owns the connection."""
@@ -72,8 +77,12 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
         c.execute("PRAGMA temp_store = MEMORY")
-        migrate(c)
+        self.migrated = migrate(c)
         return c
+
+    async def schema_version(self) -> int:
+        """The number of migrations the file has had."""
+        return await self.call(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
 
     async def start_turn(
         self,
@@ -123,7 +132,7 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits):
                 conversations.add_message(c, conv.id, turn, row)
             final = conversations.finish_turn(c, conv.id, turn, status, now)
             if charge is not None:
-                limits.add_tokens(c, charge.bot, charge.user, charge.day, charge.tokens)
+                limits.settle(c, charge)
             return final
 
         return await self.call(job, write=True)

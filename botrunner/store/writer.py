@@ -27,12 +27,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from botrunner.store.base import StoreClosed
+
 T = TypeVar("T")
 log = logging.getLogger("botrunner.store")
-
-
-class StoreClosed(RuntimeError):
-    """The store was closed; no more calls are accepted."""
 
 
 class _Job:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import jinja2
 
@@ -23,6 +23,7 @@ from botrunner.templating.template import SYNTAX_MARKS, Template, TemplateProble
 __all__ = [
     "BodyTemplate",
     "RenderError",
+    "PathValueRefused",
     "RenderedRequest",
     "UrlTemplate",
     "render_request",
@@ -33,18 +34,56 @@ class RenderError(ValueError):
     """A request that must not be sent, e.g. a header value with a line break in it."""
 
 
-def _encoding(encode: Callable[[str], str]) -> Callable[[Any], Any]:
+def _encoding(encode: Callable[[Any], str], keep: type | None = None) -> Callable[[Any], Any]:
     def finalize(value: Any) -> Any:
         if isinstance(value, Trusted):
             return value
         if value is None or isinstance(value, jinja2.Undefined):
             return ""
-        return encode(str(value))
+        return encode(value if keep is not None and isinstance(value, keep) else str(value))
 
     return finalize
 
 
-_path_environment = environment.overlay(finalize=_encoding(lambda text: quote(text, safe="")))
+class PathValueRefused(RenderError):
+    """A value the model sent for a path placeholder that could change which path is called."""
+
+
+class Segments(str):
+    """What `{{ input.x | segments }}` gives: a value the author allows to fill several path
+    segments (`a/b/c`); each is still encoded on its own and `..` is still refused."""
+
+
+def _segments(value: Any) -> Segments:
+    return Segments("" if value is None else str(value))
+
+
+def _dot_segments(text: str) -> bool:
+    return any(part in (".", "..") for part in re.split(r"[/\\]", text))
+
+
+def _one_segment(text: str) -> str:
+    """Encode a path value as one segment. Servers that decode %2F or \\ before resolving dot
+    segments would route `..%2F..%2Fadmin` elsewhere, so such values are refused outright."""
+    decoded = unquote(unquote(text))
+    if "/" in decoded or "\\" in decoded or _dot_segments(decoded):
+        raise PathValueRefused(
+            f"{text!r} cannot fill a path segment: it contains / or \\ or a .. segment"
+        )
+    return quote(text, safe="")
+
+
+def _path_value(value: Any) -> Any:
+    if isinstance(value, Segments):
+        parts = value.split("/")
+        if any(_dot_segments(unquote(unquote(p))) or "\\" in unquote(p) for p in parts):
+            raise PathValueRefused(f"{str(value)!r} cannot fill the path: it has a .. segment")
+        return "/".join(quote(part, safe="") for part in parts)
+    return _one_segment(value)
+
+
+_path_environment = environment.overlay(finalize=_encoding(_path_value, keep=Segments))
+_path_environment.filters = {**_path_environment.filters, "segments": _segments}
 _query_environment = environment.overlay(finalize=_encoding(quote_plus))
 
 _CLOSING = {"{{": "}}", "{%": "%}", "{#": "#}"}
@@ -112,6 +151,11 @@ class UrlTemplate:
             except TemplateProblem as exc:
                 if exc.line == 1 and exc.column is not None:
                     exc.column += split + 1
+                if "'segments'" in exc.message:
+                    exc.hint = (
+                        "| segments lets a value fill several path segments; it is only for the "
+                        "path (before ?). In the query, write {{ input.x }}."
+                    )
                 raise
             for name, line, col in self._query.undeclared():
                 self._undeclared.append((name, line, col + (split + 1 if line == 1 else 0)))

@@ -21,9 +21,10 @@ import jsonschema
 
 from botrunner.bot import Tool
 from botrunner.templating import RenderedRequest, render_request
+from botrunner.templating.httprequest import PathValueRefused
+from botrunner.tools.secrets import REDACTED, redact, secret_forms
 
 MAX_REDIRECTS = 5
-REDACTED = "[redacted]"
 # How much of an error response's body is shown to the model.
 ERROR_SNIPPET_CHARS = 200
 # How long a validation problem may be: jsonschema quotes the offending value in full.
@@ -39,14 +40,6 @@ _S = TypeVar("_S", str, bytes)
 class ToolOutcome:
     content: str
     is_error: bool = False
-
-
-def redact(text: str, secrets: frozenset[str]) -> str:
-    """Replace every secret value in `text`; longest first so overlapping secrets vanish whole."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def _strip_partial(text: _S, secrets: list[_S]) -> _S:
@@ -78,8 +71,16 @@ class _Refused(Exception):
 class ToolRunner:
     """Runs tool calls over one shared httpx client (connection pooling across turns)."""
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network under the same client settings (`botrunner test`
+        serves canned responses through it)."""
         self._client = client or httpx.AsyncClient(
+            transport=transport,
             follow_redirects=False,
             trust_env=False,
             cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
@@ -113,7 +114,7 @@ class ToolRunner:
         try:
             rendered = render_request(tool.http, call_input)
             request = self._build(tool, rendered)
-        except _Refused as exc:
+        except (_Refused, PathValueRefused) as exc:
             return ToolOutcome(
                 f"Invalid input for tool {tool.name}: {exc}. Fix the input and call it again.",
                 is_error=True,
@@ -234,7 +235,7 @@ class ToolRunner:
     ) -> ToolOutcome:
         cap = tool.http.max_response_bytes
         encoding = response.encoding or "utf-8"
-        secret_bytes = [_encode(s, encoding) for s in secrets if s]
+        secret_bytes = [_encode(s, encoding) for s in secret_forms(secrets)]
         secret_bytes = [s for s in secret_bytes if s]
         # Read a little past the cap so a secret that straddles it is seen whole and redacted.
         limit = cap + max((len(s) for s in secret_bytes), default=0)
@@ -266,7 +267,7 @@ class ToolRunner:
             body = redact(body, secrets)
             snippet = body[:ERROR_SNIPPET_CHARS]
             if len(body) > ERROR_SNIPPET_CHARS:
-                snippet = _strip_partial(snippet, [s for s in secrets if s])
+                snippet = _strip_partial(snippet, list(secret_forms(secrets)))
             snippet = snippet.strip()
             detail = f": {snippet}" if snippet else ""
             return ToolOutcome(

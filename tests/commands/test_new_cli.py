@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,11 @@ def test_a_new_bot_of_each_kind_is_valid_with_strict(tmp_path, kind):
     text = (tmp_path / "bots" / "hello.yaml").read_text(encoding="utf-8")
     assert "name: hello\n" in text
     assert text.count("\n# ") >= 3, "the starter explains its keys in comments"
+    # Its first test file is valid too, and says it is not recorded yet (no cassette).
+    tests = tmp_path / "bots" / "hello.tests.yaml"
+    assert botrunner("validate", "--strict", str(tests), cwd=tmp_path).returncode == 0
+    ran = botrunner("test", "--format", "json", str(tests), cwd=tmp_path)
+    assert [t["status"] for t in json.loads(ran.stdout)["tests"]] == ["not_recorded"]
 
 
 def test_new_prints_the_next_three_commands_and_links_the_schema(tmp_path):
@@ -54,12 +60,13 @@ def test_new_uses_an_existing_schema_above_the_bots_folder(tmp_path):
 
 def test_new_refuses_to_overwrite(tmp_path):
     (tmp_path / "bots").mkdir()
-    mine = tmp_path / "bots" / "hello.yaml"
+    mine = tmp_path / "bots" / "hello.tests.yaml"
     mine.write_text("my own work\n", encoding="utf-8")
     made = botrunner("new", "hello", cwd=tmp_path)
     assert made.returncode == 1
-    assert "bots/hello.yaml already exists; nothing was written" in made.stderr
+    assert "bots/hello.tests.yaml already exists; nothing was written" in made.stderr
     assert mine.read_text(encoding="utf-8") == "my own work\n"
+    assert not (tmp_path / "bots" / "hello.yaml").exists()
 
 
 def test_new_refuses_a_name_the_schema_would_refuse(tmp_path):

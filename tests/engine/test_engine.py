@@ -15,7 +15,7 @@ from sqlite_faults import add_deferred_foreign_key, break_the_commit
 from botrunner.botfile.loader import load_bot
 from botrunner.engine.engine import Engine, InputError
 from botrunner.events import Done, Error, TextDelta
-from botrunner.store import SQLiteStore, open_store
+from botrunner.store import SQLiteStore, start_store
 from botrunner.store.base import ConversationKey, StartedTurn
 
 KEY = ConversationKey("t", "alice", "s1")
@@ -59,8 +59,15 @@ async def engine_on(store):
 
 
 @pytest.fixture
-async def engine(tmp_path):
-    async with engine_on(open_store(tmp_path / "chat.db")) as engine:
+async def engine(store_url):
+    async with engine_on(await start_store(store_url)) as engine:
+        yield engine
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path):
+    """For what only the SQLite writer does (a batch whose COMMIT fails after handing back)."""
+    async with engine_on(SQLiteStore(tmp_path / "chat.db")) as engine:
         yield engine
 
 
@@ -292,16 +299,16 @@ async def test_stream_cut_midway_is_an_error_not_a_retry(upstream, engine, tmp_p
     assert sent_texts(upstream.requests[-1]) == [("user", "retry please")]
 
 
-async def test_conversation_resumes_after_a_restart(upstream, tmp_path):
+async def test_conversation_resumes_after_a_restart(upstream, tmp_path, store_url):
     bot = write_bot(tmp_path)
-    store = open_store(tmp_path / "chat.db")
+    store = await start_store(store_url)
     engine = Engine(store)
     upstream.enqueue(text("I will remember."))
     await say(engine, bot, "remember 42")
     await engine.aclose()
     await store.close()
 
-    store = open_store(tmp_path / "chat.db")
+    store = await start_store(store_url)
     engine = Engine(store)
     upstream.enqueue(text("It was 42."))
     await say(engine, bot, "what number?")
@@ -426,8 +433,9 @@ async def lose_the_next_start(engine: Engine, bot, key: ConversationKey):
 
 @pytest.mark.parametrize("first_reply", ["text", "tool_use"])
 async def test_a_turn_rolled_back_after_it_started_says_so_and_writes_nothing(
-    upstream, engine, tmp_path, first_reply
+    upstream, sqlite_engine, tmp_path, first_reply
 ):
+    engine = sqlite_engine
     bot = write_bot(tmp_path)
     if first_reply == "text":
         upstream.enqueue(text("Never shown."))

@@ -1,6 +1,7 @@
-"""Memory strategies over the real SQLite store: the exact messages each one sends over a long
+"""Memory strategies over every real store (SQLite, PostgreSQL): the exact messages each one sends over a long
 conversation (tool rounds, failed and stopped turns), validity for the Messages API, retrieval
-by a rare word, the summarize cycle, and per-turn work that does not grow with the history."""
+by a rare word, the summarize cycle; and, on SQLite (whose statements and VM steps can be
+counted), per-turn work that does not grow with the history."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from botrunner.memory import (
     search_terms,
     summary_prompt,
 )
-from botrunner.store import ConversationKey, SQLiteStore
+from botrunner.store import ConversationKey, SQLiteStore, start_store
 
 Msg = dict[str, Any]
 
@@ -62,7 +63,7 @@ def turn_messages(n: int) -> list[Msg]:
     return messages
 
 
-async def store_turn(store: SQLiteStore, conv, n: int) -> None:
+async def store_turn(store, conv, n: int) -> None:
     messages = turn_messages(n)
     turn = await store.begin_turn(conv, messages[0]["content"])
     assert turn == n
@@ -107,7 +108,14 @@ def user_turns(messages: list[Msg]) -> int:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
+async def store(store_url: str):
+    s = await start_store(store_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path):
     s = SQLiteStore(tmp_path / "memory.db")
     yield s
     await s.close()
@@ -353,7 +361,8 @@ fts_reads: list[str] = []
 
 
 @pytest.mark.parametrize("strategy", ["none", "window", "summarize"])
-async def test_per_turn_work_does_not_grow_with_history(store, strategy):
+async def test_per_turn_work_does_not_grow_with_history(sqlite_store, strategy):
+    store = sqlite_store
     small = await bulk_conversation(store, "small", 10)  # 20 messages
     large = await bulk_conversation(store, "large", 500)  # 1,000 messages
     small_cost = await measure(store, strategy, *small)
@@ -361,7 +370,8 @@ async def test_per_turn_work_does_not_grow_with_history(store, strategy):
     assert small_cost == large_cost  # same statements, same VM instructions, same output
 
 
-async def test_retrieval_work_does_not_grow_with_history(store):
+async def test_retrieval_work_does_not_grow_with_history(sqlite_store):
+    store = sqlite_store
     """Our statements and the messages read are identical; inside FTS5 the intersection with
     the conversation's own token reads a longer doclist for a longer conversation, which is a
     B-tree index walk (a few page reads), not a read of the transcript."""
@@ -376,7 +386,8 @@ async def test_retrieval_work_does_not_grow_with_history(store):
     assert l_steps <= s_steps * 1.1
 
 
-async def test_the_work_counter_does_see_growth(store):
+async def test_the_work_counter_does_see_growth(sqlite_store):
+    store = sqlite_store
     """Sanity check of the measurement: `full` reads the whole history, and it shows."""
     small = await bulk_conversation(store, "small", 10)
     large = await bulk_conversation(store, "large", 500)

@@ -11,7 +11,7 @@ import httpx
 from fake_anthropic import slow, text
 from test_server_harness import ProcessServer, wait_until, write_bot
 
-from botrunner.store import ConversationKey, open_store
+from botrunner.store import ConversationKey, start_store
 
 
 def serve_env(fake) -> dict[str, str]:
@@ -20,7 +20,7 @@ def serve_env(fake) -> dict[str, str]:
 
 def stored(db, session: str) -> list:
     async def read():
-        store = open_store(db)
+        store = await start_store(db)
         try:
             return await store.history(ConversationKey("tutor", "anonymous", session))
         finally:
@@ -29,8 +29,8 @@ def stored(db, session: str) -> list:
     return asyncio.run(read())
 
 
-def test_history_survives_a_restart(tmp_path, fake_anthropic):
-    path, db = write_bot(tmp_path), tmp_path / "bots.db"
+def test_history_survives_a_restart(tmp_path, fake_anthropic, store_url):
+    path, db = write_bot(tmp_path), store_url
     args = [str(path), "--db", str(db), "--no-reload", "--log", str(tmp_path / "turns.log")]
     fake_anthropic.enqueue(text("Nice to meet you, Ada"), text("You are Ada"))
     with ProcessServer(args, serve_env(fake_anthropic)) as first:

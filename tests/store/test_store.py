@@ -1,5 +1,6 @@
-"""The SQLite store against a real file: durability settings, restart, turns and their status,
-search, deletion, migrations, concurrency (group commit) and the opener registry."""
+"""Every store (SQLite file, PostgreSQL) through one suite: restart, turns and their status,
+search, deletion, migrations, concurrency; then what only SQLite has (durability settings, the
+writer thread's group commit) and the opener registry."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlite_faults import add_deferred_foreign_key, break_the_commit
+from stores import scalar
 
 from botrunner.events import Usage
 from botrunner.store import (
@@ -19,8 +21,10 @@ from botrunner.store import (
     ConversationKey,
     SQLiteStore,
     StoreClosed,
+    StoreError,
     open_store,
     parse_store_url,
+    start_store,
 )
 from botrunner.store import sqlite as sqlite_module
 from botrunner.store.base import RecentTurns
@@ -33,7 +37,14 @@ def text(value: str) -> list[dict]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
+async def store(store_url: str):
+    s = await start_store(store_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path):
     s = SQLiteStore(tmp_path / "bot.db")
     yield s
     await s.close()
@@ -51,7 +62,9 @@ async def complete_turn(store, conv, user: str, reply: str, *, tool: bool = Fals
     return turn
 
 
-async def test_pragmas_wal_full_foreign_keys(store):
+async def test_pragmas_wal_full_foreign_keys(sqlite_store):
+    store = sqlite_store
+
     def pragmas(c: sqlite3.Connection):
         return {
             name: c.execute(f"PRAGMA {name}").fetchone()[0]
@@ -110,16 +123,15 @@ async def test_history_keeps_everything_with_status_and_usage(store):
     assert len(await store.recent_turns(conv, None)) == 4
 
 
-async def test_survives_restart(tmp_path: Path):
-    path = tmp_path / "bot.db"
-    first = SQLiteStore(path)
+async def test_survives_restart(store_url: str):
+    first = await start_store(store_url)
     conv = await first.open(KEY)
     await complete_turn(first, conv, "remember 7", "ok")
     await first.set_summary(conv, "the number is 7", 1)
     await first.begin_turn(conv, text("in flight"))
     await first.close()
 
-    second = open_store(str(path))
+    second = await start_store(store_url)
     try:
         again = await second.open(KEY)
         assert (again.id, again.turns, again.summary, again.summary_upto) == (
@@ -207,29 +219,28 @@ async def test_delete_forgets_messages_and_search_rows(store):
     keep = await store.open(ConversationKey("tutor", "bob", "s1"))
     await complete_turn(store, keep, "xylophone", "yes")
 
-    def fts_rows(c: sqlite3.Connection) -> int:
-        return c.execute(
-            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'xylophone'"
-        ).fetchone()[0]
-
-    assert await store.call(fts_rows) == 3  # user message and tool input, bob's message
     assert await store.delete(KEY) is True
     assert await store.delete(KEY) is False
     assert await store.find(KEY) is None
     assert await store.history(KEY) == []
-    assert await store.call(fts_rows) == 1
-
-    def leftovers(c: sqlite3.Connection):
-        return [
-            c.execute(f"SELECT count(*) FROM {t} WHERE conversation_id = ?", (conv.id,)).fetchone()[
-                0
-            ]
-            for t in ("messages", "turns")
-        ]
-
-    assert await store.call(leftovers) == [0, 0]
+    for table in ("messages", "turns"):
+        sql = f"SELECT count(*) FROM {table} WHERE conversation_id = {conv.id}"
+        assert await scalar(store, sql) == 0
+    assert await store.search_turns(keep, "xylophone", before=99, limit=3) == [1]
     fresh = await store.open(KEY)
     assert fresh.turns == 0 and fresh.id != conv.id
+
+
+async def test_delete_removes_the_sqlite_search_rows(sqlite_store):
+    store = sqlite_store
+    conv = await store.open(KEY)
+    await complete_turn(store, conv, "xylophone", "yes", tool=True)
+    keep = await store.open(ConversationKey("tutor", "bob", "s1"))
+    await complete_turn(store, keep, "xylophone", "yes")
+    fts_rows = "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'xylophone'"
+    assert await scalar(store, fts_rows) == 3  # user message and tool input, bob's message
+    await store.delete(KEY)
+    assert await scalar(store, fts_rows) == 1
 
 
 async def test_summary_is_monotonic(store):
@@ -249,8 +260,8 @@ async def test_concurrent_turns_are_numbered_uniquely(store):
     assert (await store.find(KEY)).turns == 50
 
 
-async def test_group_commit_isolates_failures(store):
-    """Many writes land in one transaction; one failing job rolls back only itself."""
+async def test_a_failing_write_leaves_concurrent_writes_alone(store):
+    """SQLite: many writes land in one transaction; one failing job rolls back only itself."""
     convs = [await store.open(ConversationKey("b", f"u{i}", "s")) for i in range(40)]
     turns = await asyncio.gather(*(store.begin_turn(c, text("hi")) for c in convs))
     results = await asyncio.gather(
@@ -268,7 +279,8 @@ async def test_group_commit_isolates_failures(store):
         assert len(await store.recent_turns(c, None)) == 2
 
 
-async def test_writes_batch_into_few_commits(store):
+async def test_writes_batch_into_few_commits(sqlite_store):
+    store = sqlite_store
     commits = 0
 
     def trace(statement: str) -> None:
@@ -292,7 +304,8 @@ async def test_a_cancelled_caller_does_not_break_the_store(store):
     assert await store.begin_turn(conv, text("again")) >= 1
 
 
-async def test_call_early_hands_the_result_back_before_the_commit(store):
+async def test_call_early_hands_the_result_back_before_the_commit(sqlite_store):
+    store = sqlite_store
     """`call_early` returns once the job ran; `durable` resolves only after the COMMIT."""
     armed, commit_may_go = threading.Event(), threading.Event()
 
@@ -314,7 +327,8 @@ async def test_call_early_hands_the_result_back_before_the_commit(store):
     await store.call(lambda c: c.set_trace_callback(None))
 
 
-async def test_call_early_reports_a_failed_commit_through_durable(store):
+async def test_call_early_reports_a_failed_commit_through_durable(sqlite_store):
+    store = sqlite_store
     """A write whose COMMIT fails (here: a deferred foreign key) was handed back already: the
     caller learns it was rolled back from `durable`, and the store goes on working."""
 
@@ -328,7 +342,8 @@ async def test_call_early_reports_a_failed_commit_through_durable(store):
     assert await store.begin_turn(conv, text("still works")) == 1
 
 
-async def test_call_early_job_error_raises_and_leaves_nothing_to_wait_for(store):
+async def test_call_early_job_error_raises_and_leaves_nothing_to_wait_for(sqlite_store):
+    store = sqlite_store
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         await store.call_early(lambda c: c.execute("INSERT INTO nowhere VALUES (1)"))
 
@@ -366,8 +381,8 @@ async def test_a_close_cut_short_can_be_finished_later(tmp_path: Path):
     assert crashes == []
 
 
-async def test_close_is_idempotent_and_final(tmp_path: Path):
-    s = SQLiteStore(tmp_path / "x.db")
+async def test_close_is_idempotent_and_final(store_url: str):
+    s = await start_store(store_url)
     await s.close()
     await s.close()
     with pytest.raises(StoreClosed):
@@ -381,7 +396,7 @@ async def test_migrations_are_tracked_by_user_version(tmp_path: Path):
     with sqlite3.connect(path) as c:
         assert c.execute("PRAGMA user_version").fetchone()[0] == len(sqlite_module.MIGRATIONS)
         c.execute(f"PRAGMA user_version = {len(sqlite_module.MIGRATIONS) + 1}")
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreError, match="newer than this botrunner knows"):
         SQLiteStore(path)
 
 
@@ -389,9 +404,10 @@ async def test_open_store_registry(tmp_path: Path):
     assert parse_store_url("bots.db") == ("sqlite", "bots.db")
     assert parse_store_url("sqlite:///var/x.db") == ("sqlite", "/var/x.db")
     assert parse_store_url("SQLite://rel.db") == ("sqlite", "rel.db")
-    assert "sqlite" in STORES
-    with pytest.raises(ValueError, match="unknown store 'postgres'"):
-        open_store("postgres://db/x")
+    assert parse_store_url("postgres://u@h/x") == ("postgres", "postgres://u@h/x")
+    assert {"sqlite", "postgresql", "postgres"} <= STORES.keys()
+    with pytest.raises(StoreError, match="unknown store 'mysql'"):
+        open_store("mysql://db/x")
     path = tmp_path / "nested" / "dir" / "bot.db"
     s = open_store(f"sqlite://{path}")
     try:
@@ -407,13 +423,14 @@ async def test_open_store_registry(tmp_path: Path):
 
 CRASH_SCRIPT = """
 import asyncio, os, signal, sys
-from botrunner.store import SQLiteStore, ConversationKey
+from botrunner.store import ConversationKey, start_store
+from botrunner.store.base import TokenCharge
 
 async def main():
-    store = SQLiteStore(sys.argv[1])
+    store = await start_store(sys.argv[1])
     conv = await store.open(ConversationKey("tutor", "alice", "s1"))
     turn = await store.begin_turn(conv, [{"type": "text", "text": "acknowledged"}])
-    await store.add_tokens("tutor", "alice", "2025-03-10", 42)
+    await store.settle(TokenCharge("tutor", "alice", "2025-03-10", 42))
     print(turn, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit, no flush
 
@@ -421,20 +438,19 @@ asyncio.run(main())
 """
 
 
-async def test_acknowledged_writes_survive_a_kill(tmp_path: Path):
-    path = tmp_path / "crash.db"
+async def test_acknowledged_writes_survive_a_kill(store_url: str):
     root = Path(__file__).resolve().parents[2]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         CRASH_SCRIPT,
-        str(path),
+        store_url,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     out, _ = await proc.communicate()
     assert proc.returncode == -9 and out.strip() == b"1"
-    store = SQLiteStore(path)
+    store = await start_store(store_url)
     try:
         assert [(m.turn, m.status, m.content) for m in await store.history(KEY)] == [
             (1, "pending", text("acknowledged"))

@@ -17,6 +17,7 @@ from botrunner.templating import (
     environment,
     render_request,
 )
+from botrunner.templating.httprequest import PathValueRefused
 
 LOC = Location("bot.yaml", 3, 9)
 
@@ -91,9 +92,24 @@ def test_model_input_with_env_syntax_is_never_expanded():
 def test_url_path_values_stay_inside_their_segment():
     url = UrlTemplate("https://api.example.com/users/{{ input.id }}/posts", LOC)
     assert url.location == LOC
-    assert url.render({"id": "../admin"}) == "https://api.example.com/users/..%2Fadmin/posts"
     assert url.render({"id": "a?b#c d"}) == "https://api.example.com/users/a%3Fb%23c%20d/posts"
     assert url.render({"id": 42}) == "https://api.example.com/users/42/posts"
+
+
+@pytest.mark.parametrize("value", ["../admin", "..%2F..%2Fadmin", "a/b", "a\\b", "..", "%2e%2e"])
+def test_url_path_values_that_could_leave_their_segment_are_refused(value):
+    # Servers that decode %2F or \ before resolving dot segments would route these elsewhere.
+    url = UrlTemplate("https://api.example.com/users/{{ input.id }}/posts")
+    with pytest.raises(PathValueRefused, match="cannot fill a path segment"):
+        url.render({"id": value})
+
+
+def test_a_segments_placeholder_fills_several_segments_but_never_dot_dot():
+    url = UrlTemplate("https://api.example.com/files/{{ input.path | segments }}")
+    assert url.render({"path": "docs/a b.txt"}) == "https://api.example.com/files/docs/a%20b.txt"
+    for bad in ("docs/../secret", "docs/..%2Fsecret", "a\\..\\b"):
+        with pytest.raises(PathValueRefused, match="has a .. segment"):
+            url.render({"path": bad})
 
 
 def test_url_query_values_are_query_encoded():
@@ -106,7 +122,7 @@ def test_url_env_values_are_inserted_as_is():
         "https://${HOST}/v1/{{ input.x }}?key=${KEY}",
         env={"HOST": "api.example.com:8443", "KEY": "a/b+c"},
     )
-    assert url.render({"x": "y/z"}) == "https://api.example.com:8443/v1/y%2Fz?key=a/b+c"
+    assert url.render({"x": "y z"}) == "https://api.example.com:8443/v1/y%20z?key=a/b+c"
 
 
 def test_url_missing_input_renders_empty():

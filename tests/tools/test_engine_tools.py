@@ -7,7 +7,9 @@ received) see, and what the store keeps.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from botrunner.botfile.loader import load_bot
 from botrunner.engine.engine import Engine
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.providers import aclose_all
-from botrunner.store import ConversationKey, open_store
+from botrunner.store import ConversationKey, start_store
 
 
 @pytest.fixture(autouse=True)
@@ -77,8 +79,10 @@ class Harness:
 
 
 @pytest.fixture
-async def h(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
-    store = open_store(tmp_path / "db")
+async def h(
+    tmp_path: Path, fake_anthropic: FakeAnthropic, store_url: str
+) -> AsyncIterator[Harness]:
+    store = await start_store(store_url)
     engine = Engine(store)
     try:
         yield Harness(engine, fake_anthropic, tmp_path)
@@ -368,14 +372,10 @@ async def test_model_input_is_encoded_and_cannot_move_the_call(h, tool_server):
         text("Done."),
     )
     events = await h.turn(bot, "Go.")
-    assert sorted(tool_server.paths()) == [
-        "/weather/..%2Fadmin?q=..%2Fadmin",
-        "/weather/http%3A%2F%2Fevil.example.com%2F%3Fa%3D1%26b%3D2"
-        "?q=http%3A%2F%2Fevil.example.com%2F%3Fa%3D1%26b%3D2",
-    ]
-    assert {s.headers["host"] for s in tool_server.seen} == {f"127.0.0.1:{tool_server.port}"}
-    [_, _, dots] = results(events)
-    assert dots.is_error and "cannot be a whole path segment" in dots.content
+    # None of them could stay in its path segment: nothing was sent, and the model was told.
+    assert tool_server.seen == []
+    assert all(r.is_error and "cannot fill a path segment" in r.content for r in results(events))
+    assert isinstance(events[-1], Done)
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,6 +411,67 @@ async def test_an_echoed_secret_is_redacted_everywhere(h, tool_server):
     stored = json.dumps([m.content for m in await h.history(bot)])
     assert SECRET not in stored
     assert "[redacted]" in stored
+
+
+# A key with the characters that change on the way out and back (issue 9, item 2).
+ODD_SECRET = "qs+canary/Zm9vYmFy=="
+BASIC = "YWxpY2U6czNjcmV0LXBhc3N3b3Jk"  # base64 of "alice:s3cret-password"
+
+
+def _every_form_reply(seen):
+    """A tool server that echoes what it got in every way real servers do: the URL as sent
+    (percent-encoded), JSON with escaped slashes, and a decoded Basic credential."""
+    import base64
+    from urllib.parse import unquote
+
+    query = seen.target.split("?", 1)[1]
+    decoded = unquote(query)
+    basic = seen.headers.get("authorization", "").removeprefix("Basic ")
+    body = (
+        "{"
+        + f'"url": "{seen.target}", '
+        + f'"escaped": {json.dumps(decoded).replace("/", chr(92) + "/")}, '
+        + f'"lower": "{re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), query)}", '
+        + f'"user": {json.dumps(base64.b64decode(basic).decode())}, '
+        + f'"password": "{base64.b64decode(basic).decode().split(":")[1]}"'
+        + "}"
+    )
+    return 200, {"content-type": "application/json"}, body.encode()
+
+
+async def test_a_secret_is_redacted_in_every_form_it_comes_back_in(h, tool_server):
+    tool_server.routes = {"/echo-all": _every_form_reply}
+    tools = tool_yaml(
+        tool_server.url + "/echo-all",
+        name="probe",
+        http_extra=(
+            '    params: {key: "${TOOL_KEY}"}\n'
+            '    headers: {Authorization: "Basic ${BASIC_CREDS}"}\n'
+        ),
+    )
+    bot = h.bot(tools, env={"TOOL_KEY": ODD_SECRET, "BASIC_CREDS": BASIC})
+    h.fake.enqueue(tool_use([("probe", {}, "toolu_p")]), text("Done."))
+
+    events = await h.turn(bot, "Probe it.")
+
+    echoed = tool_server.seen[0].target
+    assert "qs%2Bcanary%2FZm9vYmFy%3D%3D" in echoed  # the server really got it encoded
+    leaks = [
+        ODD_SECRET,
+        "qs%2Bcanary%2FZm9vYmFy%3D%3D",
+        "qs%2bcanary%2fZm9vYmFy%3d%3d",  # lower-case hex
+        "qs+canary\\/Zm9vYmFy==",
+        BASIC,
+        "alice:s3cret-password",
+        "s3cret-password",
+    ]
+    stored = json.dumps([m.content for m in await h.history(bot)])
+    for leak in leaks:
+        for request in h.fake.requests:
+            assert leak.encode() not in request.raw_body, leak
+        assert leak not in repr(events), leak
+        assert leak not in stored, leak
+    assert results(events)[0].content.count("[redacted]") >= 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,3 +565,94 @@ async def test_tool_round_limit_ends_the_turn_and_the_next_turn_is_clean(h, tool
     stored = await h.history(bot)
     assert {m.status for m in stored if m.turn == 1} == {"stopped"}
     assert [m.status for m in stored if m.turn == 2] == ["ok", "ok"]
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded fan-out (issue 9, item 4): at most limits.max_tool_calls_per_reply calls per reply,
+# a few at a time; the rest get an error result so the history stays valid, and another
+# conversation's call is not queued behind them.
+# --------------------------------------------------------------------------------------------
+
+
+def _tracking(server: ToolServer, hold: threading.Event) -> dict[str, int]:
+    """Routes /weather/ through a handler that counts calls in flight and waits on `hold`."""
+    state = {"now": 0, "peak": 0, "calls": 0}
+    lock = threading.Lock()
+
+    def weather(seen):
+        with lock:
+            state["now"] += 1
+            state["calls"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        hold.wait(0.05)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, b"sunny"
+
+    server.routes = {"/weather/": weather}
+    return state
+
+
+async def test_a_reply_with_150_tool_calls_makes_8_four_at_a_time(h, tool_server):
+    state = _tracking(tool_server, threading.Event())
+    bot = h.bot(tool_yaml(tool_server.url + "/weather/{{ input.city }}", name="w", schema=CITY))
+    calls = [("w", {"city": f"c{n}"}, f"toolu_{n}") for n in range(150)]
+    h.fake.enqueue(tool_use(calls), text("Done."))
+
+    events = await h.turn(bot, "Weather everywhere?")
+
+    assert isinstance(events[-1], Done)
+    assert state["calls"] == 8
+    assert state["peak"] <= 4
+    got = results(events)
+    assert [r.is_error for r in got] == [False] * 8 + [True] * 142
+    assert "at most 8 tool calls" in got[8].content
+    # The model's next request answers every tool_use, so the history stays valid.
+    answered = h.fake.requests[1].body["messages"][-1]["content"]
+    assert [b["tool_use_id"] for b in answered] == [f"toolu_{n}" for n in range(150)]
+    assert all(b.get("is_error") for b in answered[8:])
+
+
+async def test_the_cap_is_set_in_the_bot_file(h, tool_server):
+    state = _tracking(tool_server, threading.Event())
+    bot = h.bot(
+        tool_yaml(tool_server.url + "/weather/{{ input.city }}", name="w", schema=CITY),
+        extra="limits: {max_tool_calls_per_reply: 2}\n",
+    )
+    h.fake.enqueue(tool_use([("w", {"city": f"c{n}"}, f"t{n}") for n in range(5)]), text("ok"))
+    events = await h.turn(bot, "Weather?")
+    assert state["calls"] == 2
+    assert [r.is_error for r in results(events)] == [False, False, True, True, True]
+
+
+async def test_another_conversation_is_not_queued_behind_a_fan_out(h, tool_server):
+    """Turn A asks for 150 calls that the tool server holds; turn B, another user's, makes one
+    call meanwhile through the same shared tool client and is answered at once."""
+    release = threading.Event()
+    held: list[str] = []
+
+    def slow(seen):
+        held.append(seen.path)
+        release.wait(20)
+        return 200, {}, b"slow"
+
+    tool_server.routes = {"/slow/": slow, "/fast": lambda seen: (200, {}, b"fast")}
+    bot = h.bot(
+        tool_yaml(tool_server.url + "/slow/{{ input.city }}", name="slow", schema=CITY)
+        + tool_yaml(tool_server.url + "/fast", name="fast")
+    )
+    h.fake.enqueue(tool_use([("slow", {"city": f"c{n}"}, f"a{n}") for n in range(150)]))
+    turn_a = asyncio.ensure_future(h.turn(bot, "Many places?", session="a"))
+    try:
+        while not held:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # let every call A would make arrive
+        h.fake.enqueue(tool_use([("fast", {}, "b1")]), text("B is done."))
+        events_b = await asyncio.wait_for(h.turn(bot, "Quick one?", session="b"), 10)
+        assert [r.content for r in results(events_b)] == ["fast"]
+        assert len(held) <= 4  # A never had more than its share in flight
+    finally:
+        h.fake.enqueue(text("A is done."))
+        release.set()
+        events_a = await turn_a
+    assert isinstance(events_a[-1], Done)

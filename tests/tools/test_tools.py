@@ -376,10 +376,9 @@ async def test_valid_input_runs(tmp_path, tool_server, runner):
 @pytest.mark.parametrize(
     ("city", "path"),
     [
-        ("../admin", "/weather/..%2Fadmin"),
-        ("a/b?c=d#e", "/weather/a%2Fb%3Fc%3Dd%23e"),
+        ("a?c=d#e", "/weather/a%3Fc%3Dd%23e"),
         ("São Paulo", "/weather/S%C3%A3o%20Paulo"),
-        ("%2e%2e", "/weather/%252e%252e"),
+        ("%41", "/weather/%2541"),
         ("@evil.example.com", "/weather/%40evil.example.com"),
     ],
 )
@@ -390,58 +389,31 @@ async def test_path_values_stay_in_their_segment(tmp_path, tool_server, runner, 
     assert tool_server.paths() == [path]
 
 
-@pytest.mark.parametrize("value", ["..", ".", "%2e%2E"])
-async def test_a_dot_segment_is_refused_not_resolved(tmp_path, tool_server, runner, value):
-    # An URL parser resolves /weather/../x to /x: a whole-segment ".." or "." would move the
-    # call up the author's path, so the call is refused and the model told why. ("%2e%2E"
-    # typed by the model is encoded to %252e%252E, a harmless literal, and is sent.)
+@pytest.mark.parametrize("value", ["..", ".", "%2e%2E", "../admin", "..%2F..%2Fadmin", "a\\b"])
+async def test_a_path_value_that_could_leave_its_segment_is_refused(
+    tmp_path, tool_server, runner, value
+):
+    # An URL parser resolves /weather/../x to /x, and servers that decode %2F or \ before
+    # resolving dot segments route ..%2Fadmin elsewhere: such a value is refused, not sent, and
+    # the model is told why.
     tool, secrets = one_tool(tmp_path, tool_server.url + "/weather/{{ input.a }}/x")
     outcome = await runner.run(tool, {"a": value}, secrets)
-    if value == "%2e%2E":
-        assert not outcome.is_error
-        assert tool_server.paths() == ["/weather/%252e%252E/x"]
-        return
-    assert outcome == ToolOutcome(
-        f'Invalid input for tool t: "{value}" cannot be a whole path segment. '
-        "Fix the input and call it again.",
-        True,
-    )
+    assert outcome.is_error
+    assert outcome.content.startswith(f"Invalid input for tool t: {value!r} cannot fill a path")
+    assert outcome.content.endswith("Fix the input and call it again.")
     assert tool_server.seen == []
 
 
-async def test_dots_inside_a_segment_are_fine(tmp_path, tool_server, runner):
-    tool, secrets = one_tool(tmp_path, tool_server.url + "/weather/{{ input.a }}")
-    for value in ("...", "a..b", "..x", ".env"):
-        assert not (await runner.run(tool, {"a": value}, secrets)).is_error
-    assert tool_server.paths() == ["/weather/...", "/weather/a..b", "/weather/..x", "/weather/.env"]
-
-
-async def test_query_values_in_the_url_are_encoded(tmp_path, tool_server, runner):
-    tool, secrets = one_tool(tmp_path, tool_server.url + "/echo?q={{ input.q }}&lang=en")
-    await runner.run(tool, {"q": "fish & chips=yes?&admin=true#x"}, secrets)
-    seen = tool_server.seen[0]
-    assert seen.path == "/echo"
-    assert seen.params == {"q": ["fish & chips=yes?&admin=true#x"], "lang": ["en"]}
-    assert seen.query == "q=fish+%26+chips%3Dyes%3F%26admin%3Dtrue%23x&lang=en"
-
-
-async def test_params_are_encoded_and_added_to_the_url_query(tmp_path, tool_server, runner):
-    tool, secrets = one_tool(
-        tmp_path,
-        tool_server.url + "/echo?fixed=1&q={{ input.q }}",
-        http_extra='    params: {name: "{{ input.name }}", count: "1"}\n',
-    )
-    outcome = await runner.run(tool, {"q": "a/b", "name": "x&admin=1 ü"}, secrets)
+async def test_a_declared_multi_segment_placeholder_is_sent_segment_by_segment(
+    tmp_path, tool_server, runner
+):
+    tool, secrets = one_tool(tmp_path, tool_server.url + "/echo/{{ input.a | segments }}")
+    outcome = await runner.run(tool, {"a": "docs/read me.txt"}, secrets)
     assert not outcome.is_error, outcome.content
-    seen = tool_server.seen[0]
-    # The URL's own query is kept (params are *added*, as the schema documents).
-    assert seen.params == {
-        "fixed": ["1"],
-        "q": ["a/b"],
-        "name": ["x&admin=1 ü"],
-        "count": ["1"],
-    }
-    assert "admin" not in seen.params
+    assert tool_server.paths() == ["/echo/docs/read%20me.txt"]
+    refused = await runner.run(tool, {"a": "docs/../../admin"}, secrets)
+    assert refused.is_error and "has a .. segment" in refused.content
+    assert len(tool_server.seen) == 1
 
 
 @pytest.mark.parametrize(
@@ -461,6 +433,9 @@ async def test_the_model_cannot_change_scheme_or_host(tmp_path, tool_server, run
         http_extra='    params: {q: "{{ input.city }}"}\n',
     )
     outcome = await runner.run(tool, {"city": evil}, secrets)
+    if "/" in evil:  # refused outright: it could not fill one path segment
+        assert outcome.is_error and tool_server.seen == []
+        return
     assert not outcome.is_error, outcome.content
     # The request reached our server (no other), on one segment, and the Host is ours.
     [seen] = tool_server.seen
