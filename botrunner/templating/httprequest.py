@@ -17,7 +17,7 @@ import jinja2
 
 from botrunner.templating.envrefs import Trusted, rewrite_env
 from botrunner.templating.location import Location
-from botrunner.templating.sandbox import RenderFailed, render_failure
+from botrunner.templating.sandbox import RenderError, RenderFailed, render_failure
 from botrunner.templating.template import SYNTAX_MARKS, Template, TemplateProblem, environment
 
 __all__ = [
@@ -28,10 +28,6 @@ __all__ = [
     "UrlTemplate",
     "render_request",
 ]
-
-
-class RenderError(ValueError):
-    """A request that must not be sent, e.g. a header value with a line break in it."""
 
 
 def _encoding(encode: Callable[[Any], str], keep: type | None = None) -> Callable[[Any], Any]:
@@ -189,6 +185,8 @@ class _Expr:
             context = {**context, "__env": self._env}
         try:
             value = self._expr(**context)
+        except RenderError:
+            raise
         except Exception as exc:  # noqa: BLE001 - reported as RenderFailed, like Template
             failure = render_failure(exc)
             failure.line = 1  # an expression is one line (Jinja numbers its wrapper's lines)

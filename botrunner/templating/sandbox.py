@@ -21,6 +21,7 @@ __all__ = [
     "MAX_DIGITS",
     "MAX_REPEAT",
     "BoundedSandbox",
+    "RenderError",
     "RenderFailed",
     "environment",
     "render_failure",
@@ -76,6 +77,12 @@ def _check_product(left: Any, right: Any) -> None:
 environment = BoundedSandbox(
     autoescape=False, keep_trailing_newline=True, undefined=jinja2.Undefined
 )
+
+
+class RenderError(ValueError):
+    """A request that must not be sent, e.g. a header value with a line break in it, or a
+    path value that could leave its segment: refused on purpose, so it passes through a
+    template's render as it is (never wrapped in `RenderFailed`)."""
 
 
 class RenderFailed(ValueError):

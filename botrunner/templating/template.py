@@ -13,7 +13,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from botrunner.templating.envrefs import Trusted, rewrite_env
 from botrunner.templating.location import Location
-from botrunner.templating.sandbox import MAX_DIGITS, RenderFailed, environment, render_failure
+from botrunner.templating.sandbox import (
+    MAX_DIGITS,
+    RenderError,
+    RenderFailed,
+    environment,
+    render_failure,
+)
 
 __all__ = ["SYNTAX_MARKS", "RenderFailed", "Template", "TemplateProblem", "environment"]
 
@@ -265,6 +271,8 @@ class Template:
             context = {**context, "__env": self._env}
         try:
             return self._compiled.render(context)
+        except RenderError:
+            raise
         except Exception as exc:  # noqa: BLE001 - reported as RenderFailed, with its line
             raise render_failure(exc) from exc
 
