@@ -120,7 +120,12 @@ class Upstream:
         self.ceiling_cpu_pct = 0.0  # during the direct-http (rig ceiling) runs
 
 
-async def _probe_upstream(port: int, proc: procs.Proc) -> None:
+# The fake upstream of each API a peer may talk to, and the request that probes it.
+UPSTREAM_IMPLS = {"anthropic": "tests/fake_anthropic.py", "openai": "tests/fake_openai.py"}
+_PROBE_PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
+
+
+async def _probe_upstream(port: int, proc: procs.Proc, api: str = "anthropic") -> None:
     deadline = time.perf_counter() + 15
     body = json.dumps(
         {"model": "probe", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
@@ -134,7 +139,7 @@ async def _probe_upstream(port: int, proc: procs.Proc) -> None:
         conn = Conn("127.0.0.1", port)
         try:
             status, resp, _, _ = await asyncio.wait_for(
-                conn.request("POST", "/v1/messages", body, hdrs), 5
+                conn.request("POST", _PROBE_PATHS[api], body, hdrs), 5
             )
             if status == 200:
                 return
@@ -155,22 +160,25 @@ async def start_upstream(
     *,
     echo_system: bool = False,
     suffix: str = "",
+    api: str = "anthropic",
 ) -> Upstream:
-    """The project's fake Anthropic server (tests/fake_anthropic.py) as its own process."""
+    """The project's fake server for `api` (tests/fake_anthropic.py, or tests/fake_openai.py
+    for Chat Completions) as its own process."""
     paced = ["--ttft-ms", str(cfg.ttft_ms), "--tokens", cfg.tokens, "--token-ms", cfg.token_ms]
     extra = ["--tool-calls"] if mode == "instant" else []
     if echo_system:
         extra.append("--echo-system")
-    impl = "tests/fake_anthropic.py"
+    impl = UPSTREAM_IMPLS[api]
     port = procs.free_port()
     name = f"upstream-{mode}{'-echo' if echo_system else ''}{'-' + suffix if suffix else ''}"
+    name += "" if api == "anthropic" else f"-{api}"
     proc = procs.spawn(
         name,
         [str(VENV_PY), str(ROOT / impl), "--port", str(port), "--mode", mode, *paced, *extra],
         log_dir=log_dir,
     )
     try:
-        await _probe_upstream(port, proc)
+        await _probe_upstream(port, proc, api)
     except PeerUnavailable as exc:
         proc.stop()
         notes.append(f"upstream {impl} ({mode}) unusable: {exc}")
@@ -304,8 +312,12 @@ async def phase_latency(peers, cfg, workdir, log_dir, status, notes) -> tuple[di
     turn of every peer draws the same token count and pacing: turns are compared pairwise."""
     ups: dict[str, Upstream] = {}
     for p in peers:
-        ups[p.name] = await start_upstream("paced", cfg, log_dir, notes, suffix=p.name)
-    log(f"paced upstreams: {next(iter(ups.values())).impl}, one per peer, same seed")
+        ups[p.name] = await start_upstream(
+            "paced", cfg, log_dir, notes, suffix=p.name, api=p.upstream_api
+        )
+    log(
+        f"paced upstreams: {', '.join(sorted({u.impl for u in ups.values()}))}, one per peer, same seed"
+    )
     live = await start_peers(peers, ups, workdir, log_dir, "lat", status)
     samples: dict[str, dict[str, list]] = {
         p.name: {
@@ -385,15 +397,17 @@ async def phase_latency(peers, cfg, workdir, log_dir, status, notes) -> tuple[di
                 }
         out[name] = res
     up_info = {
-        "impl": next(iter(ups.values())).impl if ups else None,
+        "impl": ", ".join(sorted({u.impl for u in ups.values()})) if ups else None,
         "instances": len(ups),
         "max_cpu_pct_of_core": r(max((u.max_cpu_pct for u in ups.values()), default=0), 1),
     }
     return out, up_info
 
 
-async def phase_throughput(peers, upstream, cfg, workdir, log_dir, status) -> tuple[dict, dict]:
-    live = await start_peers(peers, upstream, workdir, log_dir, "tput", status)
+async def phase_throughput(peers, instants, cfg, workdir, log_dir, status) -> tuple[dict, dict]:
+    """Closed loops on the instant upstreams (`instants`: one per API the peers talk to)."""
+    upstreams = {p.name: instants[p.upstream_api] for p in peers}
+    live = await start_peers(peers, upstreams, workdir, log_dir, "tput", status)
     resources: dict[str, dict] = {}
     runs: dict[str, dict[str, list[dict]]] = {p.name: {} for p in live}
     try:
@@ -409,7 +423,7 @@ async def phase_throughput(peers, upstream, cfg, workdir, log_dir, status) -> tu
                     key = f"c{conc}_{'stream' if stream else 'nonstream'}"
                     order = live[rnd % len(live) :] + live[: rnd % len(live)]
                     for p in order:
-                        with Meter(p, upstream) as m:
+                        with Meter(p, upstreams[p.name]) as m:
                             res = await closed_loop(
                                 p, conc, cfg.tput_seconds, f"t{rnd}{key}", stream
                             )
@@ -751,7 +765,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="run even when the machine is loaded")
     p.add_argument("--peers", default=",".join(ALL_PEERS),
                    help="comma list of: " + ",".join(ALL_PEERS)
-                   + " (default), botrunner-sse, botrunner-openai")  # fmt: skip
+                   + " (default), botrunner-sse, botrunner-openai, botrunner-local")  # fmt: skip
     p.add_argument("--sections", default=",".join(ALL_SECTIONS), help="comma list: " + ",".join(ALL_SECTIONS))  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
                    help="default: docs/benchmarks for a full run, bench/out for --quick or a "
@@ -894,7 +908,18 @@ async def run(cfg: argparse.Namespace) -> dict:
             instant = await start_upstream("instant", cfg, log_dir, notes)
             log(f"instant upstream: {instant.impl} on {instant.url}")
         if "throughput" in cfg.section_list:
-            tput, res = await phase_throughput(peers, instant, cfg, workdir, log_dir, status)
+            instants = {"anthropic": instant}
+            if any(p.upstream_api == "openai" for p in peers):
+                instants["openai"] = await start_upstream(
+                    "instant", cfg, log_dir, notes, api="openai"
+                )
+            tput, res = await phase_throughput(peers, instants, cfg, workdir, log_dir, status)
+            if "openai" in instants:
+                results["upstream"]["instant_openai"] = {
+                    "impl": instants["openai"].impl,
+                    "max_cpu_pct_of_core": r(instants["openai"].max_cpu_pct, 1),
+                }
+                instants["openai"].proc.stop()
             results["throughput"], results["resources"] = tput, res
             checkpoint(results)
         br = any(n.startswith("botrunner") for n in cfg.peer_list)

@@ -61,6 +61,9 @@ class Peer:
     label: str
     note: str
     persists_history: bool = False
+    # The API of the fake upstream it talks to: "anthropic" (Messages) or "openai" (Chat
+    # Completions, as a local model server speaks it).
+    upstream_api: str = "anthropic"
     proc: procs.Proc | None = None
     port: int = 0
     startup_s: float | None = None
@@ -140,8 +143,7 @@ BOT_YAML = """\
 name: {name}
 description: A concise AI tutor (benchmark copy)
 model:
-  provider: anthropic
-  name: {model}
+{model_lines}
   max_tokens: 1024
   temperature: 0.5
 system: |
@@ -183,8 +185,15 @@ def bot_yaml(
     strategy: str = "window",
     system: str = "You are a concise AI tutor.",
     tool_port: int | None = None,
+    openai_url: str | None = None,
 ) -> str:
-    text = BOT_YAML.format(name=name, model=MODEL, strategy=strategy, system=system)
+    """A bench bot on Anthropic (found by ANTHROPIC_BASE_URL), or with `openai_url` on provider
+    openai pointed at that Chat Completions server (keyless, as a local model server)."""
+    if openai_url:
+        model_lines = f"  provider: openai\n  name: {MODEL}\n  base_url: {openai_url}"
+    else:
+        model_lines = f"  provider: anthropic\n  name: {MODEL}"
+    text = BOT_YAML.format(name=name, model_lines=model_lines, strategy=strategy, system=system)
     if tool_port:
         text += TOOL_YAML.format(port=tool_port)
     return text
@@ -229,7 +238,10 @@ class BotrunnerPeer(Peer):
         self.version = botrunner_version()
         botdir = workdir / f"bots-{self.name}-{tag}"
         botdir.mkdir(parents=True, exist_ok=True)
-        for stem, text in (self.bots or {"bench": bot_yaml()}).items():
+        default = bot_yaml(
+            openai_url=upstream_url + "/v1" if self.upstream_api == "openai" else None
+        )
+        for stem, text in (self.bots or {"bench": default}).items():
             (botdir / f"{stem}.yaml").write_text(text)
         self.extra["botdir"] = botdir
         self.port = procs.free_port()
@@ -436,6 +448,13 @@ def make_peers(names: list[str]) -> list[Peer]:
                                  persists_history=True)  # fmt: skip
             peer.protocol = proto
             out.append(peer)
+        elif n == "botrunner-local":
+            peer = BotrunnerPeer(n, "botrunner serve (provider openai)",
+                                 "as botrunner, its bot on provider openai against the fake Chat "
+                                 "Completions server (a local model server's API, no key)",
+                                 persists_history=True)  # fmt: skip
+            peer.upstream_api = "openai"
+            out.append(peer)
         elif n == "baseline":
             out.append(BaselinePeer("baseline", "hand-written FastAPI",
                                     "in-memory dict, history[-20:]; no persistence, no limits"))  # fmt: skip
@@ -446,6 +465,6 @@ def make_peers(names: list[str]) -> list[Peer]:
         else:
             sys.exit(
                 f"unknown peer {n!r} (direct, direct-http, botrunner, botrunner-postgres, "
-                "botrunner-sse, botrunner-openai, baseline, litellm)"
+                "botrunner-sse, botrunner-openai, botrunner-local, baseline, litellm)"
             )
     return out

@@ -35,8 +35,9 @@ class Model:
     max_tokens: int
     provider: str = "anthropic"
     temperature: float | None = None
+    reasoning_effort: str | None = None  # provider openai only
     # Connection settings: `${NAME}` is resolved at load time. None means "let the SDK decide"
-    # (ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL).
+    # (ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, or OPENAI_API_KEY / OPENAI_BASE_URL).
     base_url: str | None = None
     api_key: str | None = None
     # The variable the key comes from, for error messages that name it.

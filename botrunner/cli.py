@@ -279,6 +279,14 @@ def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
     type=click.IntRange(min=1),
     help="Most request headers accepted (more: 431).",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes serving the port, each with its own event loop (needs a PostgreSQL --db).",
+)
+@click.option("--worker", hidden=True, help="Internal: the sockets a --workers parent passes.")
 def serve(
     path: Path,
     host: str,
@@ -292,6 +300,8 @@ def serve(
     grace: float,
     max_header_bytes: int,
     max_headers: int,
+    workers: int,
+    worker: str | None,
 ) -> int:
     """Serve the bot in PATH (a bot file or a directory of them) over HTTP."""
     from botrunner.commands import serve as command
@@ -309,6 +319,8 @@ def serve(
         insecure_no_auth=insecure_no_auth,
         grace=grace,
         head_limits=HeadLimits(max_header_bytes, max_headers),
+        workers=workers,
+        worker=worker,
     )
 
 

@@ -8,16 +8,37 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
+    """Tokens a model call used. None is "not reported": some OpenAI-compatible servers send no
+    usage, and a count is never guessed. `input_tokens` excludes the prompt tokens read from
+    the provider's cache (`cache_read_tokens`), as the Messages API counts them."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            _plus(self.input_tokens, other.input_tokens),
+            _plus(self.output_tokens, other.output_tokens),
+            _plus(self.cache_read_tokens, other.cache_read_tokens),
         )
 
-    def to_dict(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+    @property
+    def known(self) -> int:
+        """Every reported token (input, cache reads, output); what token budgets count."""
+        return (self.input_tokens or 0) + (self.cache_read_tokens or 0) + (self.output_tokens or 0)
+
+    def to_dict(self) -> dict[str, int | None]:
+        out = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cache_read_tokens is not None:
+            out["cache_read_tokens"] = self.cache_read_tokens
+        return out
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 DEFAULT_MODEL = "claude-fake-1"
 
@@ -138,6 +138,10 @@ class Reply:
     # Seconds between message_start and the first delta (time to first token), and between deltas.
     ttft: float = 0.0
     token_delay: float = 0.0
+    # Chat Completions only: prompt tokens read from the cache (counted in prompt_tokens), and
+    # whether the usage chunk is sent at all when asked for (some servers never send one).
+    cached_tokens: int = 0
+    send_usage: bool = True
 
     def with_(self, **changes: Any) -> Reply:
         return replace(self, **changes)
@@ -633,9 +637,16 @@ def _example_input(schema: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class FakeAnthropic:
-    """The fake server. `start()` runs it in a background thread with its own event loop (works
-    from sync and async tests alike); `serve()` runs it in the current loop (the CLI)."""
+class FakeServer:
+    """What every fake upstream shares: the scripted queue, the automatic replies, the recorded
+    requests, an HTTP/1.1 keep-alive loop on plain asyncio streams, and the lifecycle.
+    `start()` runs it in a background thread with its own event loop (works from sync and async
+    tests alike); `serve()` runs it in the current loop (the CLI). Subclasses answer requests in
+    their API's wire format (`_respond`)."""
+
+    name = "fake_upstream"
+    # Whether the wire format can say that a tool result is an error (Messages API: is_error).
+    flags_tool_errors = True
 
     def __init__(
         self,
@@ -667,7 +678,7 @@ class FakeAnthropic:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def enqueue(self, *replies: Reply) -> FakeAnthropic:
+    def enqueue(self, *replies: Reply) -> Self:
         """Script the next answers, in order; each POST /v1/messages takes one."""
         for reply in replies:
             if not isinstance(reply, Reply):
@@ -686,7 +697,7 @@ class FakeAnthropic:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> FakeAnthropic:
+    def start(self) -> Self:
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -697,11 +708,11 @@ class FakeAnthropic:
                 failure.append(exc)
                 ready.set()
 
-        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
         self._thread.start()
         ready.wait(10)
         if failure:
-            raise RuntimeError(f"fake_anthropic failed to start: {failure[0]!r}")
+            raise RuntimeError(f"{self.name} failed to start: {failure[0]!r}")
         return self
 
     def stop(self) -> None:
@@ -712,7 +723,7 @@ class FakeAnthropic:
             self._thread.join(10)
             self._thread = None
 
-    def __enter__(self) -> FakeAnthropic:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -787,6 +798,71 @@ class FakeAnthropic:
                 return b"".join(parts)
             parts.append(await reader.readexactly(size))
             await reader.readexactly(2)
+
+    async def _respond(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        raw_body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Answer one request; False closes the connection."""
+        raise NotImplementedError
+
+    # -- automatic replies ----------------------------------------------------------------
+
+    def _auto_reply(self, body: dict[str, Any]) -> Reply | None:
+        auto = self.auto
+        if auto.mode == "error":
+            return None
+        user_text, results = _last_user_text(body)
+        if auto.mode == "script":
+            said = " ".join([user_text, *(str(r.get("content")) for r in results)])
+            return next((reply for when, reply in auto.script if when.search(said)), None)
+        if auto.tool_calls:
+            tools = body.get("tools") or []
+            if results:
+                summary = " ".join(
+                    str(r.get("content"))[:80] if not isinstance(r.get("content"), list) else "ok"
+                    for r in results
+                )
+                return text(f"The tool said: {summary}")
+            if tools and user_text:
+                lowered = user_text.lower()
+                chosen = next((t for t in tools if t.get("name", "").lower() in lowered), None)
+                if chosen is None and "tool" in lowered:
+                    chosen = tools[0]
+                if chosen is not None:
+                    return tool_use([(chosen["name"], _example_input(chosen.get("input_schema")))])
+        if auto.echo_system:
+            system = body.get("system", "")
+            if isinstance(system, list):
+                system = "".join(b.get("text", "") for b in system if isinstance(b, dict))
+            return text(f"{system} {user_text}".strip() or "(nothing to echo)")
+        if auto.mode == "echo":
+            return text(user_text or "(nothing to echo)")
+        rng = auto.rng
+        n = rng.randint(*auto.tokens)
+        words = [" " + _WORDS[i % len(_WORDS)] for i in range(n)]
+        reply = Reply(
+            blocks=(TextOut("".join(words), tuple(words)),),
+            output_tokens=n,
+        )
+        if auto.mode == "paced":
+            reply = reply.with_(
+                ttft=rng.uniform(*auto.ttft), token_delay=rng.uniform(*auto.token_delay)
+            )
+        return reply
+
+
+class FakeAnthropic(FakeServer):
+    """fake Anthropic Messages API server (see the module's docstring)."""
+
+    name = "fake_anthropic"
+    # The bot file's model.provider for this API, and the variables that point its SDK here.
+    provider = "anthropic"
+    url_env, key_env = "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"
 
     async def _respond(
         self,
@@ -995,51 +1071,6 @@ class FakeAnthropic:
         await writer.drain()
         return True
 
-    # -- automatic replies ----------------------------------------------------------------
-
-    def _auto_reply(self, body: dict[str, Any]) -> Reply | None:
-        auto = self.auto
-        if auto.mode == "error":
-            return None
-        user_text, results = _last_user_text(body)
-        if auto.mode == "script":
-            said = " ".join([user_text, *(str(r.get("content")) for r in results)])
-            return next((reply for when, reply in auto.script if when.search(said)), None)
-        if auto.tool_calls:
-            tools = body.get("tools") or []
-            if results:
-                summary = " ".join(
-                    str(r.get("content"))[:80] if not isinstance(r.get("content"), list) else "ok"
-                    for r in results
-                )
-                return text(f"The tool said: {summary}")
-            if tools and user_text:
-                lowered = user_text.lower()
-                chosen = next((t for t in tools if t.get("name", "").lower() in lowered), None)
-                if chosen is None and "tool" in lowered:
-                    chosen = tools[0]
-                if chosen is not None:
-                    return tool_use([(chosen["name"], _example_input(chosen.get("input_schema")))])
-        if auto.echo_system:
-            system = body.get("system", "")
-            if isinstance(system, list):
-                system = "".join(b.get("text", "") for b in system if isinstance(b, dict))
-            return text(f"{system} {user_text}".strip() or "(nothing to echo)")
-        if auto.mode == "echo":
-            return text(user_text or "(nothing to echo)")
-        rng = auto.rng
-        n = rng.randint(*auto.tokens)
-        words = [" " + _WORDS[i % len(_WORDS)] for i in range(n)]
-        reply = Reply(
-            blocks=(TextOut("".join(words), tuple(words)),),
-            output_tokens=n,
-        )
-        if auto.mode == "paced":
-            reply = reply.with_(
-                ttft=rng.uniform(*auto.ttft), token_delay=rng.uniform(*auto.token_delay)
-            )
-        return reply
-
 
 # --------------------------------------------------------------------------------------------
 # pytest fixture
@@ -1072,8 +1103,9 @@ def _range(s: str, scale: float = 1.0) -> tuple[float, float]:
     return float(lo) * scale, float(hi or lo) * scale
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="A fake Anthropic Messages API server.")
+def main(argv: list[str] | None = None, server_class: type[FakeServer] | None = None) -> None:
+    server_class = server_class or FakeAnthropic
+    parser = argparse.ArgumentParser(description=f"A {server_class.__doc__}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument(
@@ -1108,13 +1140,13 @@ def main(argv: list[str] | None = None) -> None:
         rng=random.Random(args.seed),
         script=load_script(args.script) if args.script else [],
     )
-    server = FakeAnthropic(
+    server = server_class(
         host=args.host, port=args.port, default=auto, record=False, api_key=args.api_key
     )
 
     class _Ready:
         def set(self) -> None:
-            print(f"fake_anthropic listening on {server.url} mode={args.mode}", flush=True)
+            print(f"{server.name} listening on {server.url} mode={args.mode}", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(server.serve(_Ready()))  # type: ignore[arg-type]

@@ -186,3 +186,14 @@ class RedisProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@pytest.fixture
+def shared_db(request: pytest.FixtureRequest) -> str:
+    """A database several `serve` processes can share: a fresh PostgreSQL schema (`pg_url`,
+    which skips without a server and fails under CI=true)."""
+    from botrunner.store import STORES
+
+    if "postgresql" not in STORES:
+        pytest.skip("needs the PostgreSQL store (botrunner.store.postgres), not in this build yet")
+    return request.getfixturevalue("pg_url")

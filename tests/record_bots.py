@@ -1,5 +1,6 @@
-"""Record the cassettes of the bots in bots/ against the project's fake upstream
-(`fake_anthropic.py` in script mode, answering by the rules in `bots_upstream.json`).
+"""Record the cassettes of the bots in bots/ against the project's fake upstreams
+(`fake_anthropic.py`, and `fake_openai.py` standing in for Ollama for bots/local.yaml, both in
+script mode, answering by the rules in `bots_upstream.json`).
 
 After editing a bot in bots/ or its tests, re-record and commit the cassettes:
 
@@ -20,20 +21,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from fake_anthropic import Auto, FakeAnthropic, load_script  # noqa: E402
+from fake_openai import FakeOpenAI  # noqa: E402
 
 RULES = HERE / "bots_upstream.json"
 BOTS = HERE.parent / "bots"
 
 
 def record(directory: Path = BOTS) -> subprocess.CompletedProcess[str]:
-    """`botrunner test DIRECTORY --record` against a scripted fake upstream."""
-    upstream = FakeAnthropic(default=Auto(mode="script", script=load_script(str(RULES))))
-    upstream.start()
+    """`botrunner test DIRECTORY --record` against scripted fake upstreams."""
+    script = load_script(str(RULES))
+    upstream = FakeAnthropic(default=Auto(mode="script", script=script)).start()
+    local = FakeOpenAI(default=Auto(mode="script", script=script)).start()
     try:
         env = {
             **os.environ,
             "ANTHROPIC_BASE_URL": upstream.url,
             "ANTHROPIC_API_KEY": "sk-fake-recording-key",
+            "OLLAMA_BASE_URL": local.url,  # bots/local.yaml's model server
         }
         return subprocess.run(
             [sys.executable, "-m", "botrunner", "test", str(directory), "--record"],
@@ -44,6 +48,7 @@ def record(directory: Path = BOTS) -> subprocess.CompletedProcess[str]:
         )
     finally:
         upstream.stop()
+        local.stop()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Rules for `${NAME}` environment references and the model settings meant to hold them.
+"""Rules for `${NAME}` environment references (the model settings that hold them are checked
+in `modelcheck`).
 
 The model must never see a secret, so references are allowed only in model.base_url,
 model.api_key and a tool's http settings; everywhere else they are errors.
@@ -6,13 +7,11 @@ model.api_key and a tool's http settings; everywhere else they are errors.
 
 from __future__ import annotations
 
-import re
-
 from botrunner.bot import EnvRef, Location
 from botrunner.botfile.filecheck import FileCheck, PathT, display, texts
 from botrunner.templating.envrefs import ANY_ENV_REF, ENV_REF
 
-__all__ = ["check_env_refs", "check_env_set", "check_model"]
+__all__ = ["check_env_refs", "check_env_set"]
 
 
 def _env_allowed(path: PathT) -> bool:
@@ -70,26 +69,4 @@ def check_env_set(check: FileCheck) -> None:
             f"the environment variable {ref.name} is not set",
             f"Set {ref.name} where botrunner runs (CI secrets, the server's environment), "
             f"or give a default: ${{{ref.name}:-value}}.",
-        )
-
-
-def check_model(check: FileCheck) -> None:
-    base = check.get(("model", "base_url"))
-    if (
-        check.ok(("model", "base_url"))
-        and isinstance(base, str)
-        and "${" not in base
-        and not re.match(r"https?://[^/?#\s]+", base)
-    ):
-        check.error(
-            check.src.node_pos(("model", "base_url")),
-            "model.base_url must start with https:// (or http://)",
-            "Write the full address, e.g. https://gateway.example.com",
-        )
-    key = check.get(("model", "api_key"))
-    if check.ok(("model", "api_key")) and isinstance(key, str) and "${" not in key:
-        check.warn(
-            check.src.node_pos(("model", "api_key")),
-            "the API key is written in the file, where anyone who can read it can use it",
-            "Read it from the environment instead: api_key: ${ANTHROPIC_API_KEY}",
         )

@@ -5,8 +5,8 @@ a message in plain words and a hint. Schema problems come first, then semantic o
 checks skip the parts that already failed the schema.
 
 The passes live in their own modules: `schemacheck` (the schema), `envcheck` (`${NAME}`
-references and the model settings), `templatecheck` (variables and the system prompt) and
-`toolcheck` (tools); `filecheck` holds what they share.
+references), `modelcheck` (the model settings, per provider), `templatecheck` (variables and
+the system prompt) and `toolcheck` (tools); `filecheck` holds what they share.
 
 This module (and everything it imports) must stay light: `botrunner validate` runs it on
 hundreds of files, so no SDK or web stack here.
@@ -23,9 +23,9 @@ from typing import Any
 
 from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool, UserAttribute
 from botrunner.botfile import yamlsrc
-from botrunner.botfile.envcheck import check_env_refs, check_env_set, check_model
+from botrunner.botfile.envcheck import check_env_refs, check_env_set
 from botrunner.botfile.filecheck import FileCheck, display
-from botrunner.botfile.modelcheck import check_model_name
+from botrunner.botfile.modelcheck import check_model, check_model_name
 from botrunner.botfile.problems import Problem, format_text
 from botrunner.botfile.rendercheck import check_system_renders, check_tool_renders, sample_user
 from botrunner.botfile.schemacheck import check_schema
@@ -205,6 +205,7 @@ def _build(
             max_tokens=model.get("max_tokens", 1024),
             provider=model.get("provider", "anthropic"),
             temperature=float(temperature) if temperature is not None else None,
+            reasoning_effort=model.get("reasoning_effort"),
             base_url=base_url,
             api_key=api_key,
             api_key_env=api_key_env,

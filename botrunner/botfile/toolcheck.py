@@ -182,6 +182,13 @@ def _check_http(check: FileCheck, path: PathT) -> ToolHttp | None:
         try:
             template = factory(value, check.location(where), env=check.env)
         except TemplateProblem as exc:
+            if "No filter named 'segments'" in exc.message and factory is not UrlTemplate:
+                exc.message = "| segments can only be used in a tool URL's path"
+                exc.hint = (
+                    "It lets one value fill several path segments, e.g. "
+                    "https://api.example.com/files/{{ input.path | segments }}; "
+                    "here write {{ input.x }}."
+                )
             report_template_problem(check, where, exc)
             good = False
             return None

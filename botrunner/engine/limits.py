@@ -145,9 +145,10 @@ class Limiter:
     def charge(
         self, bot: Bot, user: str, usage: Usage, admission: Admission | None = None
     ) -> TokenCharge | None:
-        """A turn's real usage (input + output tokens), charged to the day its admission
-        counted against (today, without one), releasing its reservation."""
-        tokens = usage.input_tokens + usage.output_tokens
+        """A turn's real usage (the input, cache-read and output tokens the provider reported;
+        a count it did not report adds nothing), charged to the day its admission counted
+        against (today, without one), releasing its reservation."""
+        tokens = usage.known
         reservation = admission.reservation if admission is not None else ""
         if tokens <= 0 and not reservation:
             return None

@@ -31,7 +31,7 @@ from botrunner.store.base import Admission, StartedTurn, Store
 from botrunner.store.transcript import Transcript
 from botrunner.templating import RenderFailed
 from botrunner.templating.prompt import system_context
-from botrunner.tools import ToolOutcome, ToolRunner
+from botrunner.tools import ToolOutcome, ToolRunner, redact
 
 log = logging.getLogger("botrunner.engine")
 
@@ -163,6 +163,7 @@ class PreparedTurn:
                 messages=messages,
                 tools=[tool.to_api() for tool in bot.tools],
                 temperature=bot.model.temperature,
+                reasoning_effort=bot.model.reasoning_effort,
             )
             while True:
                 reply: AssistantMessage | None = None
@@ -209,8 +210,10 @@ class PreparedTurn:
             await asyncio.shield(finishing)
             yield Done(usage, reply.stop_reason)
         except ProviderError as exc:
-            record.error_code, record.error_detail = exc.code, exc.detail or None
-            yield Error(exc.code, exc.message, exc.detail)
+            # What the API said may quote the request, a secret of the bot's in any form.
+            detail = redact(exc.detail, bot.secrets) if exc.detail else ""
+            record.error_code, record.error_detail = exc.code, detail or None
+            yield Error(exc.code, exc.message, detail)
         except RenderFailed as exc:
             record.error_code = "template_error"
             yield self._template_error(exc)
@@ -256,6 +259,7 @@ class PreparedTurn:
         record = self.record
         record.outcome = status if record.error_code is None else "error"
         record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+        record.cache_read_tokens = usage.cache_read_tokens
         record.latency_ms = round((time.monotonic() - started) * 1000, 1)
 
     async def _finish(

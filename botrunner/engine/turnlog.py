@@ -26,8 +26,10 @@ class TurnRecord:
     session: str
     model: str
     started: float = field(default_factory=time.time)
-    input_tokens: int = 0
-    output_tokens: int = 0
+    # None: the provider did not report it (see `Usage`).
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     tool_calls: list[str] = field(default_factory=list)

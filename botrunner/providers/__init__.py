@@ -1,7 +1,8 @@
 """Model providers, looked up by `model.provider`.
 
 Provider modules are imported lazily, on first use: `botrunner validate` imports this package
-and must never pay for (or depend on) the anthropic SDK.
+and must never pay for (or depend on) an SDK. The openai SDK is an optional extra
+(`botrunner[openai]`); without it, a bot using it gets a config error saying what to install.
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ if TYPE_CHECKING:
 # `botrunner test`: they play a cassette back, or record one around the bot's own provider.
 MODULES: dict[str, str] = {
     "anthropic": "botrunner.providers.anthropic",
+    "openai": "botrunner.providers.openai",
     "replay": "botrunner.providers.replay",
     "record": "botrunner.providers.replay",
+}
+# Provider name -> (the SDK it needs, the pip requirement that brings it).
+SDKS: dict[str, tuple[str, str]] = {
+    "anthropic": ("anthropic", "botrunner"),
+    "openai": ("openai", "botrunner[openai]"),
 }
 
 # Not for bot files: named only by `botrunner test`.
@@ -59,9 +66,25 @@ def new_provider(bot: Bot, name: str | None = None, **options: Any) -> Provider:
             raise ProviderError(
                 "config", f"Unknown model provider {name!r} (model.provider); known: {known}."
             )
-        importlib.import_module(module)
+        import_provider(name)
         factory = PROVIDERS[name]
     return factory(bot, **options)
+
+
+def import_provider(name: str) -> None:
+    """Import the module of provider `name` (registering it); a missing SDK is a config error
+    that names the package to install."""
+    try:
+        importlib.import_module(MODULES[name])
+    except ModuleNotFoundError as exc:
+        sdk, requirement = SDKS.get(name, (None, ""))
+        if sdk is None or exc.name is None or exc.name.split(".")[0] != sdk:
+            raise
+        raise ProviderError(
+            "config",
+            f"The {name} provider (model.provider) needs the {sdk} package, which is not "
+            f"installed: pip install '{requirement}'.",
+        ) from None
 
 
 async def aclose_all() -> None:
@@ -72,4 +95,11 @@ async def aclose_all() -> None:
         await provider.aclose()
 
 
-__all__ = ["MODULES", "ProviderError", "aclose_all", "get_provider", "new_provider"]
+__all__ = [
+    "MODULES",
+    "ProviderError",
+    "aclose_all",
+    "get_provider",
+    "import_provider",
+    "new_provider",
+]

@@ -1,47 +1,24 @@
-"""The Anthropic provider: the official SDK's raw streaming API, with our own retries.
-
-Why our own retry loop (the client is built with `max_retries=0`): retries must stop at the
-first byte of output (a reply already shown to the user is never silently replayed), every wait
-must fit in the turn's deadline, and errors must reach users as short, safe messages. The policy
-is in `retry`, the mapping of API failures in `anthropic_errors`.
-
-The SDK builds and sends the request (auth, headers, base URL, status errors); the SSE body is
-read through `with_streaming_response` and decoded by `sse` into plain dicts, then accumulated
-into the final message (`anthropic_stream`). That is cheaper than both the SDK's
-`MessageStream` helper (a snapshot of the whole message per event) and its raw event stream (a
-line-by-line decoder and a pydantic model per event): about 3 ms instead of 5 ms of CPU for a
-32-token streamed reply.
+"""The Anthropic provider: the official SDK's raw streaming API (Messages), with botrunner's own
+retries (see `sdk`). The mapping of API failures is in `anthropic_errors`, the accumulation of
+the stream's events in `anthropic_stream`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import inspect
 import os
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import httpx2
 
 from botrunner.bot import Bot
-from botrunner.events import TextDelta
 from botrunner.providers.anthropic_errors import classify
 from botrunner.providers.anthropic_stream import Accumulator
-from botrunner.providers.base import AssistantMessage, ModelRequest, ProviderError, register
-from botrunner.providers.retry import (
-    BACKOFF_BASE,
-    BACKOFF_MAX,
-    Retryable,
-    backoff,
-    gave_up,
-    interrupted,
-    no_time,
-    timed_out,
-)
-from botrunner.providers.sse import SSEDecoder, sse_events
+from botrunner.providers.base import ModelRequest, ProviderError, register
+from botrunner.providers.retry import BACKOFF_BASE, BACKOFF_MAX, Retryable
+from botrunner.providers.sdk import SDKProvider
+from botrunner.providers.sse import sse_events
 
 # The names the decoder tests import from here.
 _Accumulator, _sse_events = Accumulator, sse_events
@@ -53,14 +30,14 @@ _SDK_HAS_TRACING = "open_telemetry" in inspect.signature(anthropic.AsyncAnthropi
 # checks every idle connection's socket on every request, so after a burst of 128 concurrent
 # turns each turn cost up to twice the CPU while the extra connections idled (bench/ab.py).
 # Idle ones still live 5 s, so a bot with a message now and then keeps a warm connection.
-_POOL_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=32)
+POOL_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=32)
 
 ENV_API_KEY = "ANTHROPIC_API_KEY"
 ENV_AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
 
 
 @register("anthropic")
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     def __init__(
         self,
         bot: Bot,
@@ -68,15 +45,7 @@ class AnthropicProvider:
         backoff_base: float = BACKOFF_BASE,
         backoff_max: float = BACKOFF_MAX,
     ) -> None:
-        self.base_url = bot.model.base_url or None
-        self.api_key = bot.model.api_key or None
-        self.api_key_env = bot.model.api_key_env
-        self.max_retries = max(0, bot.retry.max_retries)
-        self.timeout_seconds = bot.retry.timeout_seconds
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self._client: anthropic.AsyncAnthropic | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(bot, backoff_base=backoff_base, backoff_max=backoff_max)
         self._checked = False
 
     # -- configuration --------------------------------------------------------------------
@@ -133,31 +102,9 @@ class AnthropicProvider:
             base_url=self.base_url,
             max_retries=0,
             timeout=timeout,
-            http_client=anthropic.DefaultAsyncHttpxClient(timeout=timeout, limits=_POOL_LIMITS),
+            http_client=anthropic.DefaultAsyncHttpxClient(timeout=timeout, limits=POOL_LIMITS),
             **options,
         )
-
-    def _get_client(self) -> anthropic.AsyncAnthropic:
-        loop = asyncio.get_running_loop()
-        client = self._client
-        if client is None or (self._client_loop is not None and self._client_loop is not loop):
-            # A client's pooled connections belong to one event loop; a new loop (tests, or a
-            # CLI that runs one loop per call) gets a new client.
-            try:
-                client = self._make_client()
-            except Exception as exc:  # noqa: BLE001
-                raise ProviderError(
-                    "config", f"No usable API credentials: check {self.key_source()}."
-                ) from exc
-            self._client = client
-        self._client_loop = loop
-        return client
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(RuntimeError):  # its loop is gone: nothing to close
-                await client.close()
 
     # -- streaming ------------------------------------------------------------------------
 
@@ -177,64 +124,11 @@ class AnthropicProvider:
             params["extra_body"] = {"temperature": request.temperature}
         return params
 
-    async def stream(
-        self, request: ModelRequest, *, deadline: float
-    ) -> AsyncIterator[TextDelta | AssistantMessage]:
-        self.check()  # a missing key is a clear config error, not a failed request
-        client = self._get_client()
-        loop = asyncio.get_running_loop()
-        # `deadline` is a time.monotonic() value; asyncio wants its loop's clock.
-        loop_deadline = loop.time() + (deadline - time.monotonic())
-        params = self._params(request)
-        attempt = 0
-        while True:
-            emitted = False
-            try:
-                # Every await below has its own deadline-bound timeout, never one spanning a
-                # `yield`: a timeout armed across a yield would cancel the consumer instead.
-                call = client.messages.with_streaming_response.create(**params)
-                async with asyncio.timeout_at(loop_deadline):
-                    response = await call.__aenter__()
-                chunks = response.http_response.aiter_bytes()
-                try:
-                    acc, decoder = Accumulator(), SSEDecoder()
-                    while True:
-                        # One timeout per network read, not per event: a read often carries
-                        # many events.
-                        async with asyncio.timeout_at(loop_deadline):
-                            try:
-                                chunk = await chunks.__anext__()
-                            except StopAsyncIteration:
-                                break
-                        for event in decoder.feed(chunk):
-                            piece = acc.feed(event)
-                            if piece:
-                                emitted = True
-                                yield TextDelta(piece)
-                    message = acc.finish()
-                finally:
-                    await _close_quietly(chunks, call)
-            except TimeoutError:
-                raise timed_out(emitted, self.timeout_seconds) from None
-            except (ProviderError, GeneratorExit, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a safe ProviderError
-                failure = self._classify(exc)
-                if emitted:
-                    raise interrupted(failure) from None
-                if not isinstance(failure, Retryable):
-                    raise failure from None
-                if attempt >= self.max_retries:
-                    raise gave_up(failure, attempt + 1) from None
-                wait = backoff(attempt, failure.retry_after, self.backoff_base, self.backoff_max)
-                if wait >= loop_deadline - loop.time():
-                    raise no_time(failure, wait, self.timeout_seconds) from None
-                attempt += 1
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                continue
-            yield message
-            return
+    def _open(self, client: anthropic.AsyncAnthropic, request: ModelRequest) -> Any:
+        return client.messages.with_streaming_response.create(**self._params(request))
+
+    def _accumulator(self) -> Accumulator:
+        return Accumulator()
 
     def _classify(self, exc: BaseException) -> ProviderError | Retryable:
         return classify(
@@ -243,13 +137,6 @@ class AnthropicProvider:
             secrets=(self.api_key, os.environ.get(ENV_API_KEY)),
             where=self._where(),
         )
-
-    def _where(self) -> str:
-        client = self._client
-        if client is None:
-            return ""
-        url = client.base_url
-        return f" at {url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
 def _tracing_configured() -> bool:
@@ -273,12 +160,3 @@ def _compact(message: dict[str, Any]) -> dict[str, Any]:
         if len(block) == 2 and block.get("type") == "text" and type(block.get("text")) is str:
             return {"role": message["role"], "content": block["text"]}
     return message
-
-
-async def _close_quietly(*closeables: Any) -> None:
-    for closeable in closeables:
-        with contextlib.suppress(Exception):  # the connection is being dropped anyway
-            if hasattr(closeable, "aclose"):
-                await closeable.aclose()
-            else:
-                await closeable.__aexit__(None, None, None)

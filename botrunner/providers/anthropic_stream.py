@@ -7,18 +7,7 @@ from typing import Any
 
 from botrunner.events import Usage
 from botrunner.providers.base import AssistantMessage
-
-
-class StreamError(Exception):
-    """An SSE `error` event: the API failed after the stream started."""
-
-    def __init__(self, err_type: str, message: str) -> None:
-        super().__init__(message)
-        self.err_type = err_type
-
-
-class StreamCut(Exception):
-    """The stream ended before `message_stop`."""
+from botrunner.providers.errors import StreamCut, StreamError
 
 
 class Accumulator:

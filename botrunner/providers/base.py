@@ -17,6 +17,8 @@ class ModelRequest:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
     temperature: float | None = None
+    # OpenAI's reasoning models (and local servers that copy it): how much to think first.
+    reasoning_effort: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,17 +26,19 @@ LINE_CHARS = 110
 
 
 def request_data(request: ModelRequest) -> dict[str, Any]:
-    """The request as JSON values, in `FIELDS` order."""
-    return plain(
-        {
-            "model": request.model,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "system": request.system,
-            "tools": request.tools,
-            "messages": request.messages,
-        }
-    )
+    """The request as JSON values, in `FIELDS` order (`reasoning_effort` after them, when the
+    bot sets it: cassettes recorded before it existed stay the same)."""
+    data = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "system": request.system,
+        "tools": request.tools,
+        "messages": request.messages,
+    }
+    if request.reasoning_effort is not None:
+        data["reasoning_effort"] = request.reasoning_effort
+    return plain(data)
 
 
 def reply_data(message: AssistantMessage) -> dict[str, Any]:
@@ -49,10 +51,15 @@ def reply_data(message: AssistantMessage) -> dict[str, Any]:
 
 def reply_message(data: Mapping[str, Any]) -> AssistantMessage:
     usage = data.get("usage") or {}
+
+    def count(key: str) -> int | None:  # None: the model server did not report it
+        value = usage.get(key)
+        return None if value is None else int(value)
+
     return AssistantMessage(
         content=list(data.get("content") or []),
         stop_reason=str(data.get("stop_reason") or "end_turn"),
-        usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
+        usage=Usage(count("input_tokens"), count("output_tokens"), count("cache_read_tokens")),
     )
 
 

@@ -5,6 +5,7 @@ as in tests, never collide): requests, errors, tokens, latency and time to first
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,6 +15,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from botrunner.engine.turnlog import TurnRecord
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30)
@@ -39,7 +43,7 @@ class Metrics:
         )
         self.tokens = Counter(
             "botrunner_tokens",
-            "Model tokens by bot and direction (input/output).",
+            "Model tokens by bot and direction (input, cache_read, output).",
             ["bot", "direction"],
             registry=r,
         )
@@ -89,14 +93,16 @@ class TurnTimer:
             self.first_token = time.monotonic()
             self.m.ttft.labels(self.bot).observe(self.first_token - self.started)
 
-    def finish(self, input_tokens: int, output_tokens: int, error_code: str | None) -> None:
+    def finish(self, record: TurnRecord, error_code: str | None) -> None:
         m, bot = self.m, self.bot
         m.in_flight.labels(bot).dec()
         m.latency.labels(bot).observe(time.monotonic() - self.started)
-        if input_tokens:
-            m.tokens.labels(bot, "input").inc(input_tokens)
-        if output_tokens:
-            m.tokens.labels(bot, "output").inc(output_tokens)
+        if record.input_tokens:
+            m.tokens.labels(bot, "input").inc(record.input_tokens)
+        if record.cache_read_tokens:
+            m.tokens.labels(bot, "cache_read").inc(record.cache_read_tokens)
+        if record.output_tokens:
+            m.tokens.labels(bot, "output").inc(record.output_tokens)
         if error_code is not None:
             m.errors.labels(bot, error_code).inc()
 

@@ -36,7 +36,12 @@ from botrunner.server.jsonbody import JSONBody, dumps
 from botrunner.server.streaming import SSE, TurnStream, observed
 
 router = APIRouter(prefix="/v1")
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "refusal": "content_filter",
+}
 _STATUS = {
     "timeout": 504,
     "rate_limited": 503,
@@ -213,13 +218,21 @@ async def _chunks(
         await events.aclose()
 
 
-def _usage(done: Done) -> dict[str, int]:
+def _usage(done: Done) -> dict[str, Any] | None:
+    """OpenAI's usage object; None (no usage) when the model's provider did not report the
+    counts: OpenAI's fields are required numbers, and a made-up 0 would be wrong."""
     u = done.usage
-    return {
-        "prompt_tokens": u.input_tokens,
+    if u.input_tokens is None or u.output_tokens is None:
+        return None
+    prompt = u.input_tokens + (u.cache_read_tokens or 0)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
         "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
+        "total_tokens": prompt + u.output_tokens,
     }
+    if u.cache_read_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": u.cache_read_tokens}
+    return usage
 
 
 def _sse(data: dict[str, Any]) -> bytes:

@@ -86,7 +86,7 @@ async def observed(prepared: PreparedTurn, timer: TurnTimer) -> AsyncGenerator[E
     finally:
         await events.aclose()
         record = prepared.record
-        timer.finish(record.input_tokens, record.output_tokens, error_code)
+        timer.finish(record, error_code)
 
 
 async def encoded(

@@ -290,7 +290,7 @@ class SQLiteConversations(SQLiteWriter):
                 content=json.loads(content),
                 status=status,
                 created=created,
-                usage=None if tin is None and tout is None else Usage(tin or 0, tout or 0),
+                usage=None if tin is None and tout is None else Usage(tin, tout),
             )
             for turn, role, content, status, created, tin, tout in await self.call(job)
         ]

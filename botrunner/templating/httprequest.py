@@ -8,6 +8,7 @@ controls, are inserted as they are.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,22 +59,33 @@ def _dot_segments(text: str) -> bool:
     return any(part in (".", "..") for part in re.split(r"[/\\]", text))
 
 
+def _as_servers_read(text: str) -> tuple[str, str]:
+    """What a server may make of a path value: percent-decoded (twice), and that folded with
+    NFKC, as servers that normalise Unicode do (the fullwidth "．．／" becomes "../")."""
+    decoded = unquote(unquote(text))
+    return decoded, unicodedata.normalize("NFKC", decoded)
+
+
 def _one_segment(text: str) -> str:
     """Encode a path value as one segment. Servers that decode %2F or \\ before resolving dot
     segments would route `..%2F..%2Fadmin` elsewhere, so such values are refused outright."""
-    decoded = unquote(unquote(text))
-    if "/" in decoded or "\\" in decoded or _dot_segments(decoded):
-        raise PathValueRefused(
-            f"{text!r} cannot fill a path segment: it contains / or \\ or a .. segment"
-        )
+    for read in _as_servers_read(text):
+        if "/" in read or "\\" in read or _dot_segments(read):
+            raise PathValueRefused(
+                f"{text!r} cannot fill a path segment: it contains / or \\ or a .. segment"
+            )
     return quote(text, safe="")
 
 
 def _path_value(value: Any) -> Any:
     if isinstance(value, Segments):
         parts = value.split("/")
-        if any(_dot_segments(unquote(unquote(p))) or "\\" in unquote(p) for p in parts):
-            raise PathValueRefused(f"{str(value)!r} cannot fill the path: it has a .. segment")
+        for part in parts:
+            for read in _as_servers_read(part):
+                if "\\" in read or _dot_segments(read):
+                    raise PathValueRefused(
+                        f"{str(value)!r} cannot fill the path: it has a .. segment or a \\ in it"
+                    )
         return "/".join(quote(part, safe="") for part in parts)
     return _one_segment(value)
 

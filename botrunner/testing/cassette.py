@@ -21,7 +21,7 @@ from botrunner.botfile.problems import Problem
 from botrunner.tools import redact
 
 FORMAT = 1
-KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY")
 
 
 class CassetteError(Exception):

@@ -10,10 +10,11 @@ raises (except for cancellation).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import http.cookiejar
 import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -22,9 +23,14 @@ import jsonschema
 from botrunner.bot import Tool
 from botrunner.templating import RenderedRequest, render_request
 from botrunner.templating.httprequest import PathValueRefused
-from botrunner.tools.secrets import REDACTED, redact, secret_forms
+from botrunner.tools.hosts import HostSlots, Origin
+from botrunner.tools.secrets import cut, reach, redact
 
 MAX_REDIRECTS = 5
+# The connection pool every bot and user shares, and the part of it one tool server may hold:
+# however slow or busy one server is, calls to the others always find a connection.
+MAX_CONNECTIONS = 100
+MAX_CALLS_PER_HOST = 50
 # How much of an error response's body is shown to the model.
 ERROR_SNIPPET_CHARS = 200
 # How long a validation problem may be: jsonschema quotes the offending value in full.
@@ -33,7 +39,6 @@ PROBLEM_CHARS = 300
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding", "content-encoding")
 
 log = logging.getLogger(__name__)
-_S = TypeVar("_S", str, bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +47,10 @@ class ToolOutcome:
     is_error: bool = False
 
 
-def _strip_partial(text: _S, secrets: list[_S]) -> _S:
-    """Drop a tail of `text` that is the start of a secret: what is left of a secret cut in
-    two when a body is truncated. Only for text that was cut; whole secrets are redacted."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        for k in range(len(secret) - 1, 0, -1):
-            if text.endswith(secret[:k]):
-                text = text[: len(text) - k]
-                break
-    return text
+class _Redacted(ToolOutcome):
+    """An outcome made from a response body, redacted as it was read (see `_read`)."""
+
+    __slots__ = ()
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -87,7 +87,9 @@ class ToolRunner:
             # Bodies are capped after decoding, and one compressed chunk can inflate a
             # thousandfold: ask for plain bodies (an author's own Accept-Encoding wins).
             headers={"accept-encoding": "identity"},
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20),
         )
+        self._hosts = HostSlots(MAX_CALLS_PER_HOST)
         # Keyed by id(tool); the tool itself is kept so a reused id after a reload can't match.
         self._validators: dict[int, tuple[Tool, Any]] = {}
 
@@ -102,6 +104,9 @@ class ToolRunner:
             outcome = ToolOutcome(
                 f"Tool {tool.name} failed unexpectedly ({type(exc).__name__}).", True
             )
+        if isinstance(outcome, _Redacted):
+            return ToolOutcome(outcome.content, outcome.is_error)
+        # A message built here can quote the request (an invalid URL, a connection error).
         return ToolOutcome(redact(outcome.content, secrets), outcome.is_error)
 
     async def _run(self, tool: Tool, call_input: Any, secrets: frozenset[str]) -> ToolOutcome:
@@ -125,7 +130,8 @@ class ToolRunner:
         try:
             # httpx's timeout bounds each connect/read; this bounds the whole call, so a
             # server that trickles bytes can't hold the turn either.
-            async with asyncio.timeout(timeout):
+            # Waiting for a slot counts too: a call to a saturated server fails in time.
+            async with asyncio.timeout(timeout), self._hosts.hold(_origin(request.url)):
                 return await self._send(tool, request, secrets)
         except (httpx.TimeoutException, TimeoutError):
             return ToolOutcome(
@@ -185,7 +191,7 @@ class ToolRunner:
     async def _send(
         self, tool: Tool, request: httpx.Request, secrets: frozenset[str]
     ) -> ToolOutcome:
-        origin = (request.url.scheme, request.url.host, request.url.port)
+        origin = _origin(request.url)
         for _ in range(MAX_REDIRECTS + 1):
             response = await self._client.send(request, stream=True)
             try:
@@ -197,7 +203,7 @@ class ToolRunner:
                     return ToolOutcome(
                         f"Tool {tool.name} was redirected to an invalid address.", True
                     )
-                if (target.scheme, target.host, target.port) != origin:
+                if _origin(target) != origin:
                     return ToolOutcome(
                         f"Tool {tool.name} was redirected to another host ({target.host}); "
                         "botrunner only follows redirects on the same host.",
@@ -233,12 +239,16 @@ class ToolRunner:
     async def _read(
         self, tool: Tool, response: httpx.Response, secrets: frozenset[str]
     ) -> ToolOutcome:
+        if response.is_redirect:
+            return ToolOutcome(
+                f"Tool {tool.name} got a redirect (HTTP {response.status_code}) and does not "
+                "follow redirects.",
+                is_error=True,
+            )
         cap = tool.http.max_response_bytes
-        encoding = response.encoding or "utf-8"
-        secret_bytes = [_encode(s, encoding) for s in secret_forms(secrets)]
-        secret_bytes = [s for s in secret_bytes if s]
-        # Read a little past the cap so a secret that straddles it is seen whole and redacted.
-        limit = cap + max((len(s) for s in secret_bytes), default=0)
+        # Read past the cap by the longest form a secret can take, so one that starts before
+        # the cap is seen whole and replaced whole: no piece of it is left where the body is cut.
+        limit = cap + reach(secrets)
         chunks: list[bytes] = []
         size = 0
         complete = True
@@ -248,41 +258,29 @@ class ToolRunner:
             if size > limit:
                 complete = False
                 break
-        raw = b"".join(chunks)
-        if not complete:
-            raw = _strip_partial(raw[:limit], secret_bytes)
-        for secret in sorted(secret_bytes, key=len, reverse=True):
-            raw = raw.replace(secret, REDACTED.encode())
+        raw = b"".join(chunks)[:limit]
         truncated = not complete or len(raw) > cap
-        if len(raw) > cap:
-            raw = _strip_partial(raw[:cap], secret_bytes)
-        body = raw.decode(encoding, errors="replace")
-        if response.is_redirect:
-            return ToolOutcome(
-                f"Tool {tool.name} got a redirect (HTTP {response.status_code}) and does not "
-                "follow redirects.",
-                is_error=True,
-            )
+        # Decoded in two steps to know where the cap falls in the text (a character the cap
+        # cuts in two is left to the second step).
+        decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+        text = decoder.decode(raw[:cap], final=not truncated)
+        end = len(text)
+        if truncated:
+            text += decoder.decode(raw[cap:], final=complete)
         if not response.is_success:
-            body = redact(body, secrets)
-            snippet = body[:ERROR_SNIPPET_CHARS]
-            if len(body) > ERROR_SNIPPET_CHARS:
-                snippet = _strip_partial(snippet, list(secret_forms(secrets)))
-            snippet = snippet.strip()
+            snippet = cut(text, min(end, ERROR_SNIPPET_CHARS), secrets).strip()
             detail = f": {snippet}" if snippet else ""
-            return ToolOutcome(
+            return _Redacted(
                 f"Tool {tool.name} failed with HTTP {response.status_code}{detail}", True
             )
+        body = cut(text, end, secrets)
         if truncated:
             body += f"\n[response truncated at {cap} bytes]"
-        return ToolOutcome(body)
+        return _Redacted(body)
 
 
-def _encode(secret: str, encoding: str) -> bytes:
-    try:
-        return secret.encode(encoding)
-    except (LookupError, UnicodeEncodeError):
-        return secret.encode("utf-8")
+def _origin(url: httpx.URL) -> Origin:
+    return (url.scheme, url.host, url.port)
 
 
 def _short(exc: Exception) -> str:

@@ -2,9 +2,15 @@
 
 A secret sent to a tool server can come back changed by the trip: percent-encoded in a URL the
 server echoes (`qs%2Bkey%2F...%3D`), JSON-escaped by a server that escapes slashes (`\\/`) or
-non-ASCII (`\\u00e9`), base64-encoded, or decoded from the base64 of a Basic credential
+non-ASCII (`\\u00e9`), base64-encoded, inside the base64 of a Basic credential built from
+`user:${PASSWORD}@host` in a tool URL, or decoded from the base64 of a Basic credential
 (`user:password`). Each of those forms must be redacted like the secret itself, in tool
 results, tool errors and everything stored or logged from them.
+
+The forms are searched for in the text as received and, because servers mix escapes freely
+(only `=` as `\\u003d`, some characters percent-encoded and not others, HTML character
+references), also in the text with one layer of escapes undone (`botrunner.tools.unescape`);
+what is found is replaced whole in the text as received.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import binascii
 import json
 import re
 from functools import lru_cache
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
-__all__ = ["REDACTED", "redact", "secret_forms"]
+from botrunner.tools.unescape import MAX_ESCAPE_PER_BYTE, Unescaped, may_be_escaped
+
+__all__ = ["REDACTED", "cut", "reach", "redact", "secret_forms"]
 
 REDACTED = "[redacted]"
 # A derived form this short could match ordinary text; the secret itself is always redacted.
@@ -36,10 +44,58 @@ def secret_forms(secrets: frozenset[str]) -> tuple[str, ...]:
 
 def redact(text: str, secrets: frozenset[str]) -> str:
     """Replace every form of every secret in `text`."""
-    for form in secret_forms(secrets):
-        if form in text:
-            text = text.replace(form, REDACTED)
-    return text
+    return cut(text, len(text), secrets)
+
+
+def cut(text: str, end: int, secrets: frozenset[str]) -> str:
+    """`text[:end]` with every form of every secret replaced; one that starts before `end` is
+    replaced whole, so no piece of it is left where the text is cut (for that, `text` must go
+    on `reach(secrets)` past `end` when there is more)."""
+    out: list[str] = []
+    done = 0
+    for start, stop in _spans(text, secret_forms(secrets)):
+        if start >= end:
+            break
+        out += (text[done:start], REDACTED)
+        done = stop
+    if done < end:
+        out.append(text[done:end])
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def reach(secrets: frozenset[str]) -> int:
+    """How far, in bytes of a response, one of `secrets` can reach in any of its forms."""
+    longest = max((len(s.encode("utf-8")) for s in secrets), default=0)
+    forms = max((len(f.encode("utf-8")) for f in secret_forms(secrets)), default=0)
+    # Doubled for a response in a two-byte encoding (UTF-16).
+    return 2 * max(forms, MAX_ESCAPE_PER_BYTE * longest)
+
+
+def _spans(text: str, forms: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where the forms are in `text`, as received or escaped: sorted, merged (start, end)."""
+    found = _find(text, forms)
+    if forms and may_be_escaped(text):
+        unescaped = Unescaped(text)
+        if unescaped.text != text:
+            found += [unescaped.original(*span) for span in _find(unescaped.text, forms)]
+    merged: list[tuple[int, int]] = []
+    for start, stop in sorted(found):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+def _find(text: str, forms: tuple[str, ...]) -> list[tuple[int, int]]:
+    found = []
+    for form in forms:
+        at = text.find(form)
+        while at >= 0:
+            found.append((at, at + len(form)))
+            at = text.find(form, at + len(form))
+    return found
 
 
 def _forms(secret: str) -> set[str]:
@@ -57,6 +113,13 @@ def _forms(secret: str) -> set[str]:
             derived |= {escaped, escaped.replace("/", "\\/"), _upper_hex(escaped)}
     raw = secret.encode("utf-8")
     derived |= {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    # A secret the author percent-encoded to write it in a URL (a password with "/" in
+    # user:password@host) also leaves decoded; and as a URL's password it goes out inside the
+    # base64 of "user:password", where only the part it alone decides can be looked for.
+    plain = unquote(secret)
+    derived.add(plain)
+    for form in {secret, plain}:
+        derived |= set(_base64_cores(form.encode("utf-8")))
     decoded = _from_base64(secret)
     if decoded is not None:
         derived.add(decoded)
@@ -66,6 +129,16 @@ def _forms(secret: str) -> set[str]:
             derived.add(password)
     found |= {form for form in derived if len(form) >= _MIN_DERIVED}
     return found
+
+
+def _base64_cores(data: bytes) -> list[str]:
+    """The part of base64(anything + data + anything) that `data` alone decides, for each of
+    the three ways `data` can line up with base64's 3-byte groups."""
+    cores = []
+    for k in range(3):
+        encoded = base64.b64encode(b"\0" * k + data).decode("ascii")
+        cores.append(encoded[(8 * k + 5) // 6 : 8 * (k + len(data)) // 6])
+    return cores
 
 
 def _lower_hex(text: str) -> str:

@@ -190,7 +190,7 @@ def test_missing_required_key_points_at_the_parent(tmp_path):
     text = "name: tutor\nsystem: hi\nmodel:\n  max_tokens: 5\n"
     _, shown, problems = check(tmp_path, text)
     assert shown == ['3:1: error: "name" is missing in model']
-    assert problems[0].hint == "Add name: here. The model to use."
+    assert problems[0].hint == "Add name: here. The model to use, as its provider names it."
 
 
 def test_bad_indentation(tmp_path):
@@ -460,13 +460,15 @@ def test_number_ranges(tmp_path):
     _, shown, _ = check(tmp_path, text)
     assert shown == [
         "4:15: error: model.max_tokens must be at least 1, not 0",
-        "5:16: error: model.temperature must be at most 1, not 1.5",
         "8:22: error: limits.max_message_chars must be at least 1, not 0",
         "9:35: error: limits.per_user.requests_per_minute must be at least 1, not 0",
         "9:54: error: limits.per_user.tokens_per_day must be at least 1, not -5",
         "11:16: error: retry.max_retries must be at least 0, not -1",
         "12:20: error: retry.timeout_seconds must be more than 0, not 0",
         "14:14: error: memory.max_turns must be at least 1, not 0",
+        # The schema allows up to 2 (openai's range); anthropic's is a rule of its own, and
+        # rules are reported after the schema's problems.
+        "5:16: error: model.temperature must be at most 1 with provider anthropic, not 1.5",
     ]
 
 
@@ -491,6 +493,76 @@ def test_literal_api_key_is_a_warning(tmp_path):
         "  name: claude-sonnet-4-6\n", "  name: claude-sonnet-4-6\n  api_key: sk-ant-123\n"
     )
     assert only(tmp_path, text).startswith("4:12: warning: the API key is written in the file")
+
+
+# -- the model, per provider -----------------------------------------------------------------
+
+OPENAI_BOT = """\
+name: local
+model:
+  provider: openai
+  name: llama3.2
+  temperature: 1.5
+  reasoning_effort: low
+  base_url: http://localhost:11434/v1
+system: hi
+"""
+
+
+def test_openai_takes_its_own_keys_and_range(tmp_path):
+    bot, shown, _ = check(tmp_path, OPENAI_BOT)
+    assert shown == []
+    assert bot.model == Model(
+        name="llama3.2",
+        max_tokens=1024,
+        provider="openai",
+        temperature=1.5,
+        reasoning_effort="low",
+        base_url="http://localhost:11434/v1",
+    )
+
+
+def test_a_key_of_one_provider_is_an_error_under_the_other(tmp_path):
+    text = OPENAI_BOT.replace("provider: openai", "provider: anthropic")
+    text = text.replace("llama3.2", "claude-sonnet-4-6")
+    _, shown, problems = check(tmp_path, text)
+    assert shown == [
+        "5:16: error: model.temperature must be at most 1 with provider anthropic, not 1.5",
+        "6:3: error: model.reasoning_effort applies only to provider openai; "
+        "this bot uses anthropic",
+    ]
+    assert problems[1].hint == "Remove reasoning_effort, or set provider: openai."
+
+
+def test_the_key_hint_names_the_providers_variable(tmp_path):
+    text = OPENAI_BOT.replace("  base_url:", "  api_key: sk-local-123\n  base_url:")
+    _, _, [problem] = check(tmp_path, text)
+    assert problem.severity == "warning"
+    assert problem.hint == "Read it from the environment instead: api_key: ${OPENAI_API_KEY}"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:11434/v1", "http://127.0.0.1:8080/v1", "http://[::1]:8000/v1"]
+)
+def test_plain_http_to_this_machine_is_fine(tmp_path, url):
+    _, shown, _ = check(tmp_path, OPENAI_BOT.replace("http://localhost:11434/v1", url))
+    assert shown == []
+
+
+def test_base_url_from_the_environment_is_checked_without_showing_it(tmp_path):
+    text = OPENAI_BOT.replace("http://localhost:11434/v1", "${LLM_URL}")
+    assert check(tmp_path, text, env={})[1] == []
+    _, shown, problems = check(tmp_path, text, env={"LLM_URL": "gpu-box:11434"})
+    assert shown == [
+        "7:13: error: model.base_url: the value of LLM_URL must be an address starting "
+        "with https:// (or http://)"
+    ]
+    assert "gpu-box" not in format_text(problems)
+    _, shown, _ = check(tmp_path, text, env={"LLM_URL": "http://gpu-box:11434/v1"})
+    assert shown == [
+        "7:13: warning: model.base_url: the value of LLM_URL is plain http:// to gpu-box: "
+        "the conversation and the API key would travel unencrypted"
+    ]
 
 
 def test_root_must_be_a_mapping(tmp_path):

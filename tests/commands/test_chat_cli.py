@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import os
 import pty
@@ -112,6 +113,7 @@ class Session:
         )
         os.set_blocking(self.proc.stderr.fileno(), False)
         self.stderr = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def say(self, line: str) -> str:
         self.proc.stdin.write(line + "\n")
@@ -122,10 +124,14 @@ class Session:
         end = time.monotonic() + timeout
         while needle not in self.stderr:
             assert time.monotonic() < end, f"no {needle!r} on stderr: {self.stderr!r}"
-            # Read only when there is something: a non-blocking text stream with nothing to
-            # read fails inside its decoder (TypeError) instead of returning "".
-            if select.select([self.proc.stderr], [], [], 0.05)[0]:
-                self.stderr += self.proc.stderr.read() or ""
+            select.select([self.proc.stderr], [], [], 0.05)
+            # os.read, not the text wrapper's read(): on a non-blocking pipe with nothing
+            # buffered that raises TypeError inside the decoder.
+            try:
+                chunk = os.read(self.proc.stderr.fileno(), 65536)
+            except BlockingIOError:
+                continue
+            self.stderr += self._decoder.decode(chunk)
         return self.stderr
 
     def close(self) -> int:

@@ -1,4 +1,10 @@
-"""The Anthropic provider against the fake Messages API: the real SDK over real HTTP."""
+"""The providers against their fake APIs: the real SDKs over real HTTP.
+
+The tests that take `upstream` run once per provider (conftest.py): what a provider promises
+whatever its API (streaming, retries, deadlines, safe errors). The others are the Anthropic
+provider's own (its wire format, its credentials); the OpenAI provider's are in
+test_openai_provider.py.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from pathlib import Path
 import pytest
 from fake_anthropic import (
     FakeAnthropic,
+    FakeServer,
     cut_after,
     error,
     slow,
@@ -26,6 +33,8 @@ from botrunner.events import TextDelta, Usage
 from botrunner.providers import aclose_all, get_provider
 from botrunner.providers.anthropic import AnthropicProvider, _Accumulator, _sse_events
 from botrunner.providers.base import AssistantMessage, ModelRequest, ProviderError
+from botrunner.providers.openai import OpenAIProvider
+from botrunner.providers.sdk import SDKProvider
 
 KEY = "sk-ant-test-0123456789abcdef"
 
@@ -33,6 +42,8 @@ KEY = "sk-ant-test-0123456789abcdef"
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(tmp_path / "anthropic-config"))
     monkeypatch.delenv("ANTHROPIC_PROFILE", raising=False)
@@ -64,8 +75,18 @@ def make_bot(
     )
 
 
-def make_provider(bot: Bot) -> AnthropicProvider:
-    return AnthropicProvider(bot, backoff_base=0.001, backoff_max=0.01)
+PROVIDERS: dict[str, type[SDKProvider]] = {"anthropic": AnthropicProvider, "openai": OpenAIProvider}
+
+
+def make_provider(bot: Bot, **backoff: float) -> SDKProvider:
+    backoff = {"backoff_base": 0.001, "backoff_max": 0.01, **backoff}
+    return PROVIDERS[bot.model.provider](bot, **backoff)
+
+
+def on(fake: FakeServer, **kwargs) -> SDKProvider:
+    """The provider that talks to `fake`, with the bot's settings in `kwargs`."""
+    backoff = {k: kwargs.pop(k) for k in ("backoff_base", "backoff_max") if k in kwargs}
+    return make_provider(make_bot(fake.url, provider=fake.provider, **kwargs), **backoff)
 
 
 REQUEST = ModelRequest(
@@ -77,7 +98,7 @@ REQUEST = ModelRequest(
 
 
 async def run(
-    provider: AnthropicProvider, request: ModelRequest = REQUEST, *, timeout: float = 10.0
+    provider: SDKProvider, request: ModelRequest = REQUEST, *, timeout: float = 10.0
 ) -> tuple[list[str], AssistantMessage]:
     deltas: list[str] = []
     final = None
@@ -95,7 +116,7 @@ async def run(
 
 
 async def run_error(
-    provider: AnthropicProvider, request: ModelRequest = REQUEST, *, timeout: float = 10.0
+    provider: SDKProvider, request: ModelRequest = REQUEST, *, timeout: float = 10.0
 ) -> tuple[list[str], ProviderError]:
     deltas: list[str] = []
     try:
@@ -159,15 +180,15 @@ async def test_sends_tools_and_temperature(fake_anthropic: FakeAnthropic) -> Non
     assert "system" not in body  # an empty system prompt is not sent
 
 
-async def test_parallel_tool_use_blocks(fake_anthropic: FakeAnthropic) -> None:
+async def test_parallel_tool_use_blocks(upstream: FakeServer) -> None:
     weather = {"city": "Paris", "units": {"temp": "C", "wind": ["km/h", "m/s"]}}
-    fake_anthropic.enqueue(
+    upstream.enqueue(
         tool_use(
             [("get_weather", weather, "toolu_1"), ("get_time", {"tz": "Europe/Paris"}, "toolu_2")],
             text="Let me check.",
         )
     )
-    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+    deltas, final = await run(on(upstream))
 
     assert "".join(deltas) == "Let me check."
     assert final.stop_reason == "tool_use"
@@ -178,48 +199,58 @@ async def test_parallel_tool_use_blocks(fake_anthropic: FakeAnthropic) -> None:
     ]
 
 
-async def test_tool_use_with_empty_input(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(tool_use([("ping", {}, "toolu_9")]))
-    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+async def test_tool_use_with_empty_input(upstream: FakeServer) -> None:
+    upstream.enqueue(tool_use([("ping", {}, "toolu_9")]))
+    deltas, final = await run(on(upstream))
     assert deltas == []
     assert final.content == [{"type": "tool_use", "id": "toolu_9", "name": "ping", "input": {}}]
 
 
-async def test_one_client_and_connection_reused(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(text("one"), text("two"))
-    provider = make_provider(make_bot(fake_anthropic.url))
+async def test_one_client_and_connection_reused(upstream: FakeServer) -> None:
+    upstream.enqueue(text("one"), text("two"))
+    provider = on(upstream)
     for _ in range(2):
         async for _item in provider.stream(REQUEST, deadline=time.monotonic() + 5):
             pass
     await provider.aclose()
-    first, second = fake_anthropic.requests
+    first, second = upstream.requests
     assert first.peer == second.peer  # same pooled keep-alive connection
 
 
 # -- retries ---------------------------------------------------------------------------------
 
 
-async def test_429_then_success(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(error(429, retry_after=0), text("Recovered"))
-    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+async def test_429_then_success(upstream: FakeServer) -> None:
+    upstream.enqueue(error(429, retry_after=0), text("Recovered"))
+    deltas, final = await run(on(upstream))
     assert deltas == ["Recovered"]
-    assert len(fake_anthropic.requests) == 2
-    assert fake_anthropic.requests[0].body == fake_anthropic.requests[1].body
+    assert len(upstream.requests) == 2
+    assert upstream.requests[0].body == upstream.requests[1].body
 
 
-async def test_429_honours_retry_after_ms(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(error(429, retry_after_ms=150), text("ok"))
+async def test_429_honours_retry_after_ms(upstream: FakeServer) -> None:
+    upstream.enqueue(error(429, retry_after_ms=150), text("ok"))
     started = time.monotonic()
-    await run(make_provider(make_bot(fake_anthropic.url)))
+    await run(on(upstream))
     assert time.monotonic() - started >= 0.15
-    assert len(fake_anthropic.requests) == 2
+    assert len(upstream.requests) == 2
 
 
-async def test_500_then_success(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(error(500), text("fine"))
-    deltas, _ = await run(make_provider(make_bot(fake_anthropic.url)))
+async def test_500_then_success(upstream: FakeServer) -> None:
+    upstream.enqueue(error(500), text("fine"))
+    deltas, _ = await run(on(upstream))
     assert deltas == ["fine"]
-    assert len(fake_anthropic.requests) == 2
+    assert len(upstream.requests) == 2
+
+
+async def test_500_after_max_retries(upstream: FakeServer) -> None:
+    upstream.enqueue(*[error(500) for _ in range(5)])
+    deltas, exc = await run_error(on(upstream, max_retries=2))
+    assert deltas == []
+    assert len(upstream.requests) == 3  # the first try and 2 retries
+    assert exc.code == "upstream"
+    assert exc.message == "The model API had an error (HTTP 500). Gave up after 3 attempts."
+    assert upstream.pending == 2
 
 
 async def test_529_exhausted(fake_anthropic: FakeAnthropic) -> None:
@@ -232,54 +263,49 @@ async def test_529_exhausted(fake_anthropic: FakeAnthropic) -> None:
     assert fake_anthropic.pending == 2
 
 
-async def test_no_retries_when_max_retries_is_zero(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(error(503), text("unused"))
-    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, max_retries=0)))
+async def test_no_retries_when_max_retries_is_zero(upstream: FakeServer) -> None:
+    upstream.enqueue(error(503), text("unused"))
+    _, exc = await run_error(on(upstream, max_retries=0))
     assert exc.code == "upstream"
     assert "HTTP 503" in exc.message
-    assert len(fake_anthropic.requests) == 1
+    assert len(upstream.requests) == 1
 
 
-async def test_x_should_retry_false_is_obeyed(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(error(500, should_retry=False), text("unused"))
-    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+async def test_x_should_retry_false_is_obeyed(upstream: FakeServer) -> None:
+    upstream.enqueue(error(500, should_retry=False), text("unused"))
+    _, exc = await run_error(on(upstream))
     assert exc.code == "upstream"
-    assert len(fake_anthropic.requests) == 1
+    assert len(upstream.requests) == 1
 
 
-async def test_retry_after_past_the_deadline_fails_fast(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(error(429, retry_after=30), text("unused"))
-    bot = make_bot(fake_anthropic.url, timeout=5)
+async def test_retry_after_past_the_deadline_fails_fast(upstream: FakeServer) -> None:
+    upstream.enqueue(error(429, retry_after=30), text("unused"))
     started = time.monotonic()
-    _, exc = await run_error(make_provider(bot), timeout=5)
+    _, exc = await run_error(on(upstream, timeout=5), timeout=5)
     assert time.monotonic() - started < 1
     assert exc.code == "rate_limited"
     assert exc.message == (
         "The model API is rate limiting requests. It asks to retry in 30 s, past this "
         "turn's 5 s limit. Please try again later."
     )
-    assert len(fake_anthropic.requests) == 1
+    assert len(upstream.requests) == 1
 
 
-async def test_connection_refused_is_retried_then_reported() -> None:
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+async def test_connection_refused_is_retried_then_reported(provider: str) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    bot = make_bot(f"http://127.0.0.1:{port}", max_retries=1)
+    bot = make_bot(f"http://127.0.0.1:{port}", max_retries=1, provider=provider)
     _, exc = await run_error(make_provider(bot))
     assert exc.code == "connection"
-    assert exc.message == (
-        f"Could not reach the model API at http://127.0.0.1:{port}. Gave up after 2 attempts."
-    )
+    assert exc.message.startswith(f"Could not reach the model API at http://127.0.0.1:{port}")
+    assert exc.message.endswith(". Gave up after 2 attempts.")
 
 
-async def test_400_is_not_retried_and_detailed_for_the_log_only(
-    fake_anthropic: FakeAnthropic,
-) -> None:
-    fake_anthropic.enqueue(
-        error(400, f"messages: roles must alternate\n(key {KEY})"), text("unused")
-    )
-    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+async def test_400_is_not_retried_and_detailed_for_the_log_only(upstream: FakeServer) -> None:
+    upstream.enqueue(error(400, f"messages: roles must alternate\n(key {KEY})"), text("unused"))
+    _, exc = await run_error(on(upstream))
     assert exc.code == "bad_request"
     assert exc.message == "The model API rejected this request, so there is no reply."
     assert exc.detail == (
@@ -287,7 +313,7 @@ async def test_400_is_not_retried_and_detailed_for_the_log_only(
         "(upstream request-id req_fake_000001)"
     )
     assert KEY not in exc.detail
-    assert len(fake_anthropic.requests) == 1
+    assert len(upstream.requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -299,15 +325,21 @@ async def test_400_is_not_retried_and_detailed_for_the_log_only(
             "input length and `max_tokens` exceed context limit: 198000 + 8192",
             "prompt_too_long",
         ),
+        (
+            400,
+            "This model's maximum context length is 128000 tokens. However, your messages "
+            "resulted in 130513 tokens.",
+            "prompt_too_long",
+        ),
         (413, "Request exceeds the maximum allowed number of bytes.", "request_too_large"),
         (404, "model: claude-nonexistent", "bad_request"),
     ],
 )
 async def test_rejections_the_user_can_act_on_stay_specific(
-    fake_anthropic: FakeAnthropic, status: int, said: str, code: str
+    upstream: FakeServer, status: int, said: str, code: str
 ) -> None:
-    fake_anthropic.enqueue(error(status, said))
-    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+    upstream.enqueue(error(status, said))
+    _, exc = await run_error(on(upstream))
     assert exc.code == code
     assert said not in exc.message and said in exc.detail
 
@@ -315,74 +347,74 @@ async def test_rejections_the_user_can_act_on_stay_specific(
 # -- streams that break ----------------------------------------------------------------------
 
 
-async def test_stream_cut_after_output_is_not_retried(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(cut_after(3, "one two three four five six"), text("unused"))
-    deltas, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+async def test_stream_cut_after_output_is_not_retried(upstream: FakeServer) -> None:
+    upstream.enqueue(cut_after(3, "one two three four five six"), text("unused"))
+    deltas, exc = await run_error(on(upstream))
     assert deltas == ["one", " two", " three"]
     assert exc.code == "stream_interrupted"
     assert exc.message.startswith("The reply was cut off")
-    assert len(fake_anthropic.requests) == 1
-    assert fake_anthropic.pending == 1
+    assert len(upstream.requests) == 1
+    assert upstream.pending == 1
 
 
-async def test_error_event_mid_stream(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(stream_error(2, "alpha beta gamma delta"), text("unused"))
-    deltas, exc = await run_error(make_provider(make_bot(fake_anthropic.url)))
+async def test_error_event_mid_stream(upstream: FakeServer) -> None:
+    upstream.enqueue(stream_error(2, "alpha beta gamma delta"), text("unused"))
+    deltas, exc = await run_error(on(upstream))
     assert deltas == ["alpha", " beta"]
     assert exc.code == "stream_interrupted"
-    assert "overloaded" in exc.message
-    assert len(fake_anthropic.requests) == 1
+    assert exc.message.startswith("The reply was cut off before it finished (the model API ")
+    assert len(upstream.requests) == 1
 
 
-async def test_cut_before_any_text_is_retried(fake_anthropic: FakeAnthropic) -> None:
+async def test_cut_before_any_text_is_retried(upstream: FakeServer) -> None:
     # A tool_use-only reply cut mid-way: nothing reached the user, so it is safe to retry.
-    fake_anthropic.enqueue(
+    upstream.enqueue(
         tool_use([("get_weather", {"city": "Paris"}, "toolu_1")]).with_(cut_after=2),
         text("after retry"),
     )
-    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+    deltas, final = await run(on(upstream))
     assert deltas == ["after", " retry"]
-    assert len(fake_anthropic.requests) == 2
+    assert len(upstream.requests) == 2
 
 
 # -- deadlines -------------------------------------------------------------------------------
 
 
-async def test_slow_first_token_hits_the_deadline(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(slow(text("too late"), ttft=5))
+async def test_slow_first_token_hits_the_deadline(upstream: FakeServer) -> None:
+    upstream.enqueue(slow(text("too late"), ttft=5))
     started = time.monotonic()
-    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, timeout=0.3)), timeout=0.3)
+    _, exc = await run_error(on(upstream, timeout=0.3), timeout=0.3)
     assert time.monotonic() - started < 2
     assert exc.code == "timeout"
     assert exc.message == "The model did not answer within the 0.3 s limit."
 
 
-async def test_slow_headers_hit_the_deadline(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(slow(text("too late"), delay=5))
-    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, timeout=0.3)), timeout=0.3)
+async def test_slow_headers_hit_the_deadline(upstream: FakeServer) -> None:
+    upstream.enqueue(slow(text("too late"), delay=5))
+    _, exc = await run_error(on(upstream, timeout=0.3), timeout=0.3)
     assert exc.code == "timeout"
 
 
-async def test_deadline_mid_stream(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(slow(text("a b c d e f g h"), token_delay=0.2))
-    deltas, exc = await run_error(
-        make_provider(make_bot(fake_anthropic.url, timeout=0.5)), timeout=0.5
-    )
+async def test_deadline_mid_stream(upstream: FakeServer) -> None:
+    # The first word comes at once, the last after 2.8 s: a 1.5 s deadline falls in between
+    # even on a loaded machine.
+    upstream.enqueue(slow(text("a b c d e f g h"), token_delay=0.4))
+    deltas, exc = await run_error(on(upstream, timeout=1.5), timeout=1.5)
     assert 0 < len(deltas) < 8
     assert exc.code == "timeout"
     assert "cut off" in exc.message
 
 
-async def test_backoff_never_waits_past_the_deadline(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.enqueue(error(529), text("unused"))
+async def test_backoff_never_waits_past_the_deadline(upstream: FakeServer) -> None:
+    upstream.enqueue(error(503), text("unused"))
     # The first backoff (30 s, jittered) is far past the 3 s deadline: fail at once, not wait.
-    provider = AnthropicProvider(make_bot(fake_anthropic.url, timeout=3), backoff_base=30)
+    provider = on(upstream, timeout=3, backoff_base=30, backoff_max=30)
     started = time.monotonic()
     _, exc = await run_error(provider, timeout=3)
     assert time.monotonic() - started < 3
-    assert exc.code == "overloaded"
+    assert exc.code == "upstream"
     assert "No time left to retry" in exc.message
-    assert len(fake_anthropic.requests) == 1
+    assert len(upstream.requests) == 1
 
 
 # -- keys and configuration ------------------------------------------------------------------
@@ -425,31 +457,30 @@ async def test_env_key_and_base_url_are_honoured(
     assert fake_anthropic.requests[0].api_key == "env-key-123"
 
 
-async def test_bot_key_wins_over_env(
-    fake_anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "env-key-123")
-    fake_anthropic.enqueue(text("hi"))
-    await run(make_provider(make_bot(fake_anthropic.url, api_key="bot-key-456")))
-    assert fake_anthropic.requests[0].api_key == "bot-key-456"
+async def test_bot_key_wins_over_env(upstream: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(upstream.key_env, "env-key-123")
+    upstream.enqueue(text("hi"))
+    await run(on(upstream, api_key="bot-key-456"))
+    assert upstream.requests[0].api_key == "bot-key-456"
 
 
 async def test_401_names_the_variable_and_hides_the_key(
-    fake_anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+    upstream: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    fake_anthropic.enqueue(error(401), text("unused"))
-    _, exc = await run_error(make_provider(make_bot(fake_anthropic.url, api_key=None)))
+    monkeypatch.setenv(upstream.key_env, KEY)
+    upstream.enqueue(error(401), text("unused"))
+    _, exc = await run_error(on(upstream, api_key=None))
     assert exc.code == "auth"
-    assert exc.message == "The model API rejected the API key (HTTP 401): check ANTHROPIC_API_KEY."
+    assert exc.message == (
+        f"The model API rejected the API key (HTTP 401): check {upstream.key_env}."
+    )
     assert KEY not in exc.message
-    assert len(fake_anthropic.requests) == 1
+    assert len(upstream.requests) == 1
 
 
-async def test_401_for_a_bot_key_names_its_variable(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.api_key = "the-right-key"
-    bot = make_bot(fake_anthropic.url, api_key="wrong-key", api_key_env="TUTOR_KEY")
-    _, exc = await run_error(make_provider(bot))
+async def test_401_for_a_bot_key_names_its_variable(upstream: FakeServer) -> None:
+    upstream.api_key = "the-right-key"
+    _, exc = await run_error(on(upstream, api_key="wrong-key", api_key_env="TUTOR_KEY"))
     assert exc.code == "auth"
     assert "check TUTOR_KEY" in exc.message
     assert "wrong-key" not in exc.message
@@ -480,7 +511,7 @@ def test_unknown_provider_is_a_clear_error() -> None:
 def test_importing_providers_does_not_import_the_sdk() -> None:
     code = (
         "import sys, botrunner.providers, botrunner.providers.base; "
-        "bad = [m for m in ('anthropic', 'httpx2', 'httpx') if m in sys.modules]; "
+        "bad = [m for m in ('anthropic', 'openai', 'httpx2', 'httpx') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -525,14 +556,14 @@ async def test_unknown_event_types_are_ignored(fake_anthropic: FakeAnthropic) ->
     assert deltas == ["fine"]
 
 
-async def test_error_event_before_any_text_is_retried(fake_anthropic: FakeAnthropic) -> None:
+async def test_error_event_before_any_text_is_retried(upstream: FakeServer) -> None:
     broken = tool_use([("f", {"a": 1}, "toolu_1")]).with_(
         stream_error_after=1, error_type="overloaded_error", error_message="Overloaded"
     )
-    fake_anthropic.enqueue(broken, text("second try"))
-    deltas, final = await run(make_provider(make_bot(fake_anthropic.url)))
+    upstream.enqueue(broken, text("second try"))
+    deltas, final = await run(on(upstream))
     assert "".join(deltas) == "second try"
-    assert len(fake_anthropic.requests) == 2
+    assert len(upstream.requests) == 2
 
 
 async def test_stream_without_a_key_is_a_config_error(fake_anthropic: FakeAnthropic) -> None:
@@ -559,23 +590,23 @@ def test_sdk_tracing_is_off_unless_opentelemetry_is_set_up(
     assert traced.open_telemetry["traces"]["content_mode"] == "content"
 
 
-async def test_a_burst_leaves_at_most_32_idle_connections(fake_anthropic: FakeAnthropic) -> None:
+async def test_a_burst_leaves_at_most_32_idle_connections(upstream: FakeServer) -> None:
     """Every request checks the socket of each idle pooled connection, so a burst must not
     leave one idle connection per past request behind (the SDK would keep 100): 32 are kept
     for the next requests, the rest are closed."""
-    provider = make_provider(make_bot(fake_anthropic.url))
+    provider = on(upstream)
 
     async def one() -> None:
         async for _ in provider.stream(REQUEST, deadline=time.monotonic() + 10):
             pass
 
     try:
-        fake_anthropic.enqueue(*(text("hi") for _ in range(80)))
+        upstream.enqueue(*(text("hi") for _ in range(80)))
         await asyncio.gather(*(one() for _ in range(40)))
-        burst = {r.peer for r in fake_anthropic.requests}
+        burst = {r.peer for r in upstream.requests}
         assert len(burst) == 40  # 40 requests at once: 40 connections
         await asyncio.gather(*(one() for _ in range(40)))
-        again = {r.peer for r in fake_anthropic.requests[40:]}
+        again = {r.peer for r in upstream.requests[40:]}
         assert len(again & burst) == 32
     finally:
         await provider.aclose()

@@ -162,7 +162,7 @@ def test_a_bot_file_with_errors_is_named_with_the_way_to_fix_it(tmp_path):
 def test_validate_checks_test_files_too(tmp_path):
     out = io.StringIO()
     assert validate.run([str(ROOT / "bots")], out=out, err=io.StringIO()) == 0
-    assert "6 files checked: all valid" in out.getvalue()
+    assert "8 files checked: all valid" in out.getvalue()  # 4 bots, 4 test files
 
     (tmp_path / "weather.yaml").write_text(BOT.read_text(), encoding="utf-8")
     (tmp_path / "weather.tests.yaml").write_text(GOOD.replace("name:", "nmae:"), "utf-8")
@@ -175,7 +175,7 @@ def test_validate_checks_test_files_too(tmp_path):
 def test_serving_a_folder_never_loads_its_test_files_as_bots():
     live = LiveBots(ROOT / "bots")
     assert live.load_all() == []
-    assert sorted(live.bots) == ["support", "tutor", "weather"]
+    assert sorted(live.bots) == ["local", "support", "tutor", "weather"]
     assert all(not path.name.endswith(".tests.yaml") for path in live.files())
 
 

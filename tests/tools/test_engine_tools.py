@@ -1,8 +1,9 @@
-"""Whole turns with HTTP tools: the engine, the real anthropic SDK against the fake Messages
-API, and a real local tool server (issue 3, section 4).
+"""Whole turns with HTTP tools: the engine, each provider's real SDK against its fake API, and
+a real local tool server (issue 3, section 4). Every test runs once per provider (`upstream`).
 
-Each test asserts what a user (the events) and the model (the exact requests the fake
-received) see, and what the store keeps.
+Each test asserts what a user (the events) and the model (the requests the fake received, in
+the Messages API's content-block form whichever API carried them) see, and what the store
+keeps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_anthropic import FakeAnthropic, text, tool_use
+from fake_anthropic import FakeServer, text, tool_use
 from test_tools import SECRET, ToolServer, closed_port, tool_yaml
 
 from botrunner.bot import Bot
@@ -26,12 +27,6 @@ from botrunner.engine.engine import Engine
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult
 from botrunner.providers import aclose_all
 from botrunner.store import ConversationKey, start_store
-
-
-@pytest.fixture(autouse=True)
-def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
-    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
 
 
 @pytest.fixture
@@ -46,7 +41,7 @@ def tool_server() -> Iterator[ToolServer]:
 @dataclass
 class Harness:
     engine: Engine
-    fake: FakeAnthropic
+    fake: FakeServer
     tmp_path: Path
 
     @property
@@ -60,7 +55,8 @@ class Harness:
         path.write_text(
             "name: toolbot\n"
             "model:\n"
-            "  name: claude-test\n"
+            f"  provider: {self.fake.provider}\n"
+            "  name: test-model\n"
             "  max_tokens: 256\n"
             f"  base_url: {self.fake.url}\n"
             "system: You call tools.\n"
@@ -77,15 +73,20 @@ class Harness:
     async def history(self, bot: Bot, session: str = "s1") -> list[Any]:
         return await self.store.history(ConversationKey(bot.name, "u1", session))
 
+    def result(self, tool_use_id: str, content: str, is_error: bool = False) -> dict[str, Any]:
+        """A tool_result block as the model gets it (Chat Completions cannot flag errors)."""
+        block = {"type": "tool_result", "tool_use_id": tool_use_id, "content": content}
+        if is_error and self.fake.flags_tool_errors:
+            block["is_error"] = True
+        return block
+
 
 @pytest.fixture
-async def h(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, store_url: str
-) -> AsyncIterator[Harness]:
+async def h(tmp_path: Path, upstream: FakeServer, store_url: str) -> AsyncIterator[Harness]:
     store = await start_store(store_url)
     engine = Engine(store)
     try:
-        yield Harness(engine, fake_anthropic, tmp_path)
+        yield Harness(engine, upstream, tmp_path)
     finally:
         await engine.aclose()
         await store.close()
@@ -98,13 +99,6 @@ def user_text(s: str) -> dict[str, Any]:
 
 def as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else content
-
-
-def tool_result(tool_use_id: str, content: str, is_error: bool = False) -> dict[str, Any]:
-    block = {"type": "tool_result", "tool_use_id": tool_use_id, "content": content}
-    if is_error:
-        block["is_error"] = True
-    return block
 
 
 def texts(events: list[Event]) -> str:
@@ -205,8 +199,8 @@ async def test_two_rounds_with_parallel_tool_calls(h, tool_server):
         {
             "role": "user",
             "content": [
-                tool_result("toolu_w", "sunny in Lisbon"),
-                tool_result("toolu_t", "12:00 in Europe/Lisbon"),
+                h.result("toolu_w", "sunny in Lisbon"),
+                h.result("toolu_t", "12:00 in Europe/Lisbon"),
             ],
         },
     ]
@@ -241,7 +235,7 @@ async def test_the_next_turn_sends_the_whole_tool_exchange(h, tool_server):
                 }
             ],
         },
-        {"role": "user", "content": [tool_result("toolu_1", "rain")]},
+        {"role": "user", "content": [h.result("toolu_1", "rain")]},
         {"role": "assistant", "content": "Rain."},
         user_text("And now?"),
     ]
@@ -278,12 +272,12 @@ async def test_invalid_input_is_corrected_by_the_model(h, tool_server):
     # The model got the reason as an is_error tool_result...
     assert h.fake.requests[1].messages[-1] == {
         "role": "user",
-        "content": [tool_result("toolu_bad", why, is_error=True)],
+        "content": [h.result("toolu_bad", why, is_error=True)],
     }
     # ...and then the corrected call's result.
     assert h.fake.requests[2].messages[-1] == {
         "role": "user",
-        "content": [tool_result("toolu_good", "sunny")],
+        "content": [h.result("toolu_good", "sunny")],
     }
     assert len(h.fake.requests[2].messages) == 5
 
@@ -340,7 +334,8 @@ async def test_timeout_500_huge_body_and_refused_connection(h, tool_server):
     sent = h.fake.requests[1].messages[-1]
     assert sent["role"] == "user"
     assert [b["tool_use_id"] for b in sent["content"]] == ["t1", "t2", "t3", "t4"]
-    assert [b.get("is_error", False) for b in sent["content"]] == [True, True, False, True]
+    if h.fake.flags_tool_errors:
+        assert [b.get("is_error", False) for b in sent["content"]] == [True, True, False, True]
     assert [b["content"] for b in sent["content"]] == [
         got[i].content for i in ("t1", "t2", "t3", "t4")
     ]
@@ -400,7 +395,7 @@ async def test_an_echoed_secret_is_redacted_everywhere(h, tool_server):
     # The model got the echo redacted, and never the key in any request.
     assert h.fake.requests[1].messages[-1] == {
         "role": "user",
-        "content": [tool_result("toolu_s", '{"echo": "your key is [redacted]"}')],
+        "content": [h.result("toolu_s", '{"echo": "your key is [redacted]"}')],
     }
     for request in h.fake.requests:
         assert SECRET.encode() not in request.raw_body
@@ -608,9 +603,10 @@ async def test_a_reply_with_150_tool_calls_makes_8_four_at_a_time(h, tool_server
     assert [r.is_error for r in got] == [False] * 8 + [True] * 142
     assert "at most 8 tool calls" in got[8].content
     # The model's next request answers every tool_use, so the history stays valid.
-    answered = h.fake.requests[1].body["messages"][-1]["content"]
+    answered = h.fake.requests[1].messages[-1]["content"]
     assert [b["tool_use_id"] for b in answered] == [f"toolu_{n}" for n in range(150)]
-    assert all(b.get("is_error") for b in answered[8:])
+    if h.fake.flags_tool_errors:
+        assert all(b.get("is_error") for b in answered[8:])
 
 
 async def test_the_cap_is_set_in_the_bot_file(h, tool_server):

@@ -25,7 +25,8 @@ import pytest
 
 from botrunner.bot import Bot, Tool
 from botrunner.botfile.loader import load_bot
-from botrunner.tools.http import REDACTED, ToolOutcome, ToolRunner, redact
+from botrunner.tools.http import ToolOutcome, ToolRunner
+from botrunner.tools.secrets import REDACTED, redact
 
 # --------------------------------------------------------------------------------------------
 # A real tool server
@@ -402,6 +403,41 @@ async def test_a_path_value_that_could_leave_its_segment_is_refused(
     assert outcome.content.startswith(f"Invalid input for tool t: {value!r} cannot fill a path")
     assert outcome.content.endswith("Fix the input and call it again.")
     assert tool_server.seen == []
+
+
+async def test_dots_inside_a_segment_are_fine(tmp_path, tool_server, runner):
+    tool, secrets = one_tool(tmp_path, tool_server.url + "/weather/{{ input.a }}")
+    for value in ("...", "a..b", "..x", ".env"):
+        assert not (await runner.run(tool, {"a": value}, secrets)).is_error
+    assert tool_server.paths() == ["/weather/...", "/weather/a..b", "/weather/..x", "/weather/.env"]
+
+
+async def test_query_values_in_the_url_are_encoded(tmp_path, tool_server, runner):
+    tool, secrets = one_tool(tmp_path, tool_server.url + "/echo?q={{ input.q }}&lang=en")
+    await runner.run(tool, {"q": "fish & chips=yes?&admin=true#x"}, secrets)
+    seen = tool_server.seen[0]
+    assert seen.path == "/echo"
+    assert seen.params == {"q": ["fish & chips=yes?&admin=true#x"], "lang": ["en"]}
+    assert seen.query == "q=fish+%26+chips%3Dyes%3F%26admin%3Dtrue%23x&lang=en"
+
+
+async def test_params_are_encoded_and_added_to_the_url_query(tmp_path, tool_server, runner):
+    tool, secrets = one_tool(
+        tmp_path,
+        tool_server.url + "/echo?fixed=1&q={{ input.q }}",
+        http_extra='    params: {name: "{{ input.name }}", count: "1"}\n',
+    )
+    outcome = await runner.run(tool, {"q": "a/b", "name": "x&admin=1 ü"}, secrets)
+    assert not outcome.is_error, outcome.content
+    seen = tool_server.seen[0]
+    # The URL's own query is kept (params are *added*, as the schema documents).
+    assert seen.params == {
+        "fixed": ["1"],
+        "q": ["a/b"],
+        "name": ["x&admin=1 ü"],
+        "count": ["1"],
+    }
+    assert "admin" not in seen.params
 
 
 async def test_a_declared_multi_segment_placeholder_is_sent_segment_by_segment(

@@ -160,7 +160,7 @@ class PGConversations(PGTurns):
                 content=json.loads(content),
                 status=status,
                 created=created,
-                usage=None if tin is None and tout is None else Usage(tin or 0, tout or 0),
+                usage=None if tin is None and tout is None else Usage(tin, tout),
             )
             for turn, role, content, status, created, tin, tout in rows
         ]
