@@ -62,6 +62,15 @@ class Memory:
 
 
 @dataclass(frozen=True, slots=True)
+class UserAttribute:
+    """An attribute of the end user the system template may use (`{{ user.name }}`)."""
+
+    # Longer values are refused (HTTP 400), never cut.
+    max_length: int = 200
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PerUser:
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
@@ -122,6 +131,9 @@ class Bot:
     description: str = ""
     variables: Mapping[str, Any] = field(default_factory=dict)
     greeting: str | None = None
+    # The user attributes clients may send, by name: the file's `user_attributes:`, else the
+    # ones `system` reads, with the default length. `id` is never listed: it is always there.
+    user_attributes: Mapping[str, UserAttribute] = field(default_factory=dict)
     memory: Memory = field(default_factory=Memory)
     limits: Limits = field(default_factory=Limits)
     retry: Retry = field(default_factory=Retry)

@@ -165,6 +165,13 @@ def schema(markdown: bool, tests: bool) -> int:
     help="Set a template variable declared under `variables:` (repeatable).",
 )
 @click.option(
+    "--user",
+    "user_attributes",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a user attribute (user.KEY in the template), as a client would send it (repeatable).",
+)
+@click.option(
     "--db",
     default="botrunner.db",
     show_default=True,
@@ -177,24 +184,39 @@ def chat(
     path: Path,
     session: str | None,
     variables: tuple[str, ...],
+    user_attributes: tuple[str, ...],
     db: str,
     no_reload: bool,
     log_to: str | None,
 ) -> int:
     """Chat with the bot in PATH in the terminal, or line by line from a pipe."""
-    values: dict[str, str] = {}
-    for item in variables:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r}: write it as KEY=VALUE", param_hint="--var")
-        values[name] = value
+    values = _pairs(variables, "--var")
+    user = _pairs(user_attributes, "--user")
     if log_to:
         from botrunner.engine import turnlog
 
         turnlog.configure(log_to)
+    else:
+        import logging
+
+        # The terminal is for the conversation: every failure the user must know about is
+        # printed as an error line; the structured log goes where --log says.
+        logging.getLogger("botrunner").addHandler(logging.NullHandler())
     from botrunner.commands import chat as command
 
-    return command.run(path, session=session, variables=values, db=db, reload=not no_reload)
+    return command.run(
+        path, session=session, variables=values, user=user, db=db, reload=not no_reload
+    )
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: write it as KEY=VALUE", param_hint=option)
+        values[name] = value
+    return values
 
 
 @cli.command()

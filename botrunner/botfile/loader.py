@@ -21,15 +21,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool
+from botrunner.bot import Bot, Limits, Memory, Model, PerUser, Retry, Tool, UserAttribute
 from botrunner.botfile import yamlsrc
 from botrunner.botfile.envcheck import check_env_refs, check_env_set
 from botrunner.botfile.filecheck import FileCheck, display
 from botrunner.botfile.modelcheck import check_model, check_model_name
 from botrunner.botfile.problems import Problem, format_text
+from botrunner.botfile.rendercheck import check_system_renders, check_tool_renders, sample_user
 from botrunner.botfile.schemacheck import check_schema
 from botrunner.botfile.templatecheck import SYSTEM_VARIABLES, check_system, check_variables
 from botrunner.botfile.toolcheck import check_tools
+from botrunner.botfile.usercheck import check_user_attributes
 from botrunner.templating.envrefs import ENV_REF, substitute_env
 from botrunner.templating.template import Template
 
@@ -67,7 +69,29 @@ def check_file(
     `strict` also reports each `${NAME}` without a default whose variable is unset or empty
     (by name; values are never shown). Missing variables are not errors otherwise.
     """
-    env = os.environ if env is None else env
+    try:
+        return _check_file(path, strict, os.environ if env is None else env)
+    except Exception as exc:  # noqa: BLE001 - one file must never stop validate or a reload
+        # Every known problem is reported by the passes; this is a botrunner bug, reported on
+        # the file (so `serve` keeps the previous version) and logged with its traceback.
+        log.exception("checking %s failed unexpectedly", path)
+        reason = " ".join(str(exc).split())[:200]
+        return None, [
+            Problem(
+                str(path),
+                1,
+                1,
+                "error",
+                f"botrunner could not check this file ({type(exc).__name__}: {reason})",
+                "This is a bug in botrunner, not a rule of the file format: undo your last "
+                "change to find what triggers it, and report it with the file.",
+            )
+        ]
+
+
+def _check_file(
+    path: str | os.PathLike[str], strict: bool, env: Mapping[str, str]
+) -> tuple[Bot | None, list[Problem]]:
     raw, src, problems = read_yaml(path)
     if src is None:
         return None, problems
@@ -77,8 +101,14 @@ def check_file(
     check_model(check)
     check_model_name(check)
     variables = check_variables(check)
+    before = _errors(check)
     system = check_system(check, variables)
+    user_attributes = check_user_attributes(check, system)
+    if system is not None and _errors(check) == before:
+        check_system_renders(check, system, variables, sample_user(user_attributes))
     tools = check_tools(check)
+    for index, tool in _indexed(check, tools):
+        check_tool_renders(check, index, tool)
     if strict:
         check_env_set(check)
     key = lambda p: (p.line, p.column)  # noqa: E731
@@ -89,7 +119,19 @@ def check_file(
         return None, problems
     assert system is not None
     version = hashlib.sha256(raw).hexdigest()[:12]
-    return _build(check, Path(path), version, variables, system, tools), problems
+    bot = _build(check, Path(path), version, variables, system, tools, user_attributes)
+    return bot, problems
+
+
+def _errors(check: FileCheck) -> int:
+    return sum(p.is_error for p in check.problems)
+
+
+def _indexed(check: FileCheck, tools: list[Tool]) -> list[tuple[int, Tool]]:
+    """Each tool with its index under `tools:` (tools that failed a rule are left out)."""
+    data = check.get(("tools",)) or []
+    index = {item.get("name"): i for i, item in enumerate(data) if isinstance(item, dict)}
+    return [(index[tool.name], tool) for tool in tools]
 
 
 def read_yaml(
@@ -134,6 +176,7 @@ def _build(
     variables: dict[str, Any],
     system: Template,
     tools: list[Tool],
+    user_attributes: dict[str, UserAttribute],
 ) -> Bot:
     """The `Bot` of a file without errors: the schema guarantees every value's type."""
     data = check.src.data
@@ -176,6 +219,7 @@ def _build(
         description=data.get("description", ""),
         variables=variables,
         greeting=data.get("greeting"),
+        user_attributes=user_attributes,
         memory=Memory(
             strategy=memory.get("strategy", "window"),
             max_turns=memory.get("max_turns", 20),

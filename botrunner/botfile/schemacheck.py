@@ -259,8 +259,10 @@ def _number(value: Any) -> str:
 def _suggest_slug(value: str, pattern: str) -> str:
     lower = "A-Z" not in pattern
     slug = value.lower() if lower else value
-    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-" if lower else "_", slug).strip("-_")
-    return slug[:64]
+    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-" if lower else "_", slug).strip("-_")[:64]
+    if not re.fullmatch(pattern, slug) and re.fullmatch(pattern, slug.replace("-", "_")):
+        slug = slug.replace("-", "_")  # names used in templates: first-name -> first_name
+    return slug
 
 
 def _set(data: Any, path: PathT, value: Any) -> None:

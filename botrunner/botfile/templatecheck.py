@@ -17,7 +17,7 @@ __all__ = [
     "report_undefined",
 ]
 
-# Names the engine fills in when it renders `system`; `user.<anything>` is dynamic.
+# Names the engine fills in when it renders `system`; `user.x` is checked by usercheck.
 SYSTEM_VARIABLES = ("today", "now", "bot", "user")
 RESERVED_VARIABLES = frozenset((*SYSTEM_VARIABLES, "input"))
 
@@ -84,7 +84,7 @@ def check_system(check: FileCheck, variables: dict[str, Any]) -> Template | None
         ("system",),
         found,
         allowed,
-        f"In system you can use today, now, bot, user.<anything>{own}; "
+        f"In system you can use today, now, bot, user.<attribute>{own}; "
         "add other values under variables:.",
     )
     _check_cacheable(check, found)

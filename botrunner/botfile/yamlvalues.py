@@ -49,6 +49,10 @@ _TEXT_TAGS = {_STR, _TIMESTAMP, "tag:yaml.org,2002:binary", "tag:yaml.org,2002:v
 
 _constructor = yaml.constructor.SafeConstructor()
 _MAX_NODES = 200_000  # guards against alias bombs ("billion laughs")
+# A bot file nests about 6 levels; the builder (and the checks after it) recurse per level.
+MAX_DEPTH = 64
+# Python refuses to convert longer digit strings to int (sys.get_int_max_str_digits).
+_MAX_INT_DIGITS = 4000
 
 
 def start_pos(node: Node) -> tuple[int, int]:
@@ -102,6 +106,13 @@ class Builder:
         self.src.nodes[path] = node
         if isinstance(node, ScalarNode):
             return self.scalar(node)
+        if len(path) >= MAX_DEPTH:
+            self.error(
+                node,
+                f"the values here are nested more than {MAX_DEPTH} levels deep",
+                "A bot file needs only a few levels: flatten the lists and mappings here.",
+            )
+            return None
         if id(node) in self.stack:
             self.error(node, "this alias refers to a value that contains it", "Remove the loop.")
             return None
@@ -165,6 +176,13 @@ class Builder:
         if tag == _BOOL:
             return _constructor.construct_yaml_bool(node)
         if tag == _INT:
+            if sum(c.isdigit() for c in node.value) > _MAX_INT_DIGITS:
+                self.error(
+                    node,
+                    f"this number has more than {_MAX_INT_DIGITS} digits",
+                    "Use a smaller number, or put it in quotes if it is meant as text.",
+                )
+                return None
             return _constructor.construct_yaml_int(node)
         if tag == _FLOAT:
             value = _constructor.construct_yaml_float(node)

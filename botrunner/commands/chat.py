@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from botrunner.bot import Bot
 from botrunner.botfile.livebot import Change, LiveBots
 from botrunner.botfile.problems import format_text
 from botrunner.events import Done, Error, TextDelta, ToolCall, ToolResult
@@ -37,10 +38,12 @@ def run(
     variables: Mapping[str, str],
     db: str | Path,
     reload: bool,
+    user: Mapping[str, str] | None = None,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> int:
     chat = Chat(path, session, variables, db, reload, stdin or sys.stdin, stdout or sys.stdout)
+    chat.user = dict(user or {})
     return asyncio.run(chat.main())
 
 
@@ -59,6 +62,7 @@ class Chat:
         self.session = session or uuid.uuid4().hex[:8]
         self.resumed = session is not None
         self.variables = dict(variables)
+        self.user: dict[str, str] = {}  # attributes for the template, as a client sends them
         self.db, self.reload = db, reload
         self.stdin, self.out = stdin, stdout
         self.interactive = stdin.isatty()
@@ -86,6 +90,10 @@ class Chat:
                 f"add it under `variables:` with a default (known: {', '.join(bot.variables) or 'none'})"
             )
             return 2
+        problem = self.check_user(bot)
+        if problem:
+            self.err(problem)
+            return 2
         store = await start_store(self.db)  # StoreError: reported by the CLI, exit 2
         self.engine = Engine(store)
         try:
@@ -105,6 +113,19 @@ class Chat:
             await self.engine.aclose()
             await store.close()
         return 1 if self.failed else 0
+
+    def check_user(self, bot: Bot) -> str | None:
+        """The same rule as for an HTTP client without a trusted key: only the attributes
+        the bot accepts, each within its length."""
+        from botrunner.engine.engine import InputError, clean_user
+
+        if "id" in self.user:
+            return "error: --user id: user.id is you on this computer; it can't be set here"
+        try:
+            clean_user(bot, self.user)
+        except InputError as exc:
+            return f"error: --user {exc.details.get('attribute')}: {exc.message}"
+        return None
 
     def on_change(self, change: Change) -> None:
         if change.problems:
@@ -157,7 +178,8 @@ class Chat:
         if self.interactive:
             print("bot> ", end="", file=self.out, flush=True)
         wrote = False
-        async for event in self.engine.turn(bot, self.key(), text, variables=self.variables):
+        turn = self.engine.turn(bot, self.key(), text, variables=self.variables, user=self.user)
+        async for event in turn:
             if isinstance(event, TextDelta):
                 self.out.write(event.text)
                 self.out.flush()

@@ -67,6 +67,8 @@ def _one_type(kind: str, schema: dict[str, Any]) -> str:
         text = f"list of {_TYPES.get(schema['items'].get('type', ''), 'values')}s"
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
         inner = schema["additionalProperties"].get("type")
+        if isinstance(inner, list):  # ["object", "null"]: an empty value means the defaults
+            inner = next((k for k in inner if k != "null"), None)
         if inner:
             plural = "s" if inner in ("object", "array") else ""
             text = f"mapping of {_TYPES.get(inner, inner)}{plural}"

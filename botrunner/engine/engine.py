@@ -44,12 +44,14 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class InputError(Exception):
-    """The user's message can't be accepted; nothing was stored. Carries a stable `code`."""
+    """The user's message can't be accepted; nothing was stored. Carries a stable `code`, and
+    `details` a client can act on (e.g. the attribute and its limit)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
 
 def clean_message(text: str, max_chars: int) -> str:
@@ -64,6 +66,52 @@ def clean_message(text: str, max_chars: int) -> str:
             f"{max_chars}. Shorten it or split it into several messages.",
         )
     return text
+
+
+def clean_user(bot: Bot, attributes: Mapping[str, Any], *, trusted: bool = False) -> dict[str, Any]:
+    """The user attributes the bot's template gets: each one the bot accepts (see
+    `Bot.user_attributes`), as text without control characters, `id` as given (the transport
+    has checked it). Refuses an attribute the bot does not accept, unless `trusted` (a backend
+    the operator gave a trusted key: it is left out then), and any value over its limit."""
+    cleaned: dict[str, Any] = {}
+    for name, value in attributes.items():
+        if name == "id":
+            cleaned[name] = value
+            continue
+        spec = bot.user_attributes.get(name)
+        if spec is None:
+            if trusted:
+                continue
+            accepted = ", ".join(sorted(bot.user_attributes)) or "none"
+            raise InputError(
+                "unknown_user_attribute",
+                f'This bot does not accept the user attribute "{name}" (it accepts: '
+                f"{accepted}). Leave it out, or ask the bot's author to add it under "
+                "user_attributes:.",
+                attribute=name,
+            )
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            text = _CONTROL.sub("", str(value))
+        else:
+            raise InputError(
+                "invalid_user_attribute",
+                f'The user attribute "{name}" must be text, a number or true/false.',
+                attribute=name,
+            )
+        if len(text) > spec.max_length:
+            raise InputError(
+                "user_attribute_too_long",
+                f'The user attribute "{name}" is {len(text)} characters long; this bot '
+                f"accepts at most {spec.max_length}. Shorten it.",
+                attribute=name,
+                max_length=spec.max_length,
+            )
+        cleaned[name] = text
+    return cleaned
 
 
 def clean_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,15 +170,19 @@ class Engine:
         variables: Mapping[str, Any] | None = None,
         request_id: str | None = None,
         history: list[dict[str, Any]] | None = None,
+        trusted: bool = False,
     ) -> PreparedTurn:
         """Validate and acknowledge one user message. Raises InputError, RateLimited,
         LimitsUnavailable or ProviderError before anything is stored.
 
-        `history`: the earlier messages (wire shape) of a conversation the client keeps
-        itself. When given, the memory policy is applied to them and nothing stored is read:
-        the store only receives this turn, under `key` (which should name a session of its
-        own). None: the earlier turns are the stored ones of `key`."""
+        `user` holds the user's attributes for the template, checked by `clean_user`
+        (`trusted`: see there). `history`: the earlier messages (wire shape) of a
+        conversation the client keeps itself. When given, the memory policy is applied to
+        them and nothing stored is read: the store only receives this turn, under `key`
+        (which should name a session of its own). None: the earlier turns are the stored
+        ones of `key`."""
         text = clean_message(message, bot.limits.max_message_chars)
+        attributes = clean_user(bot, user or {}, trusted=trusted)
         provider = self.providers(bot)
         provider.check()
         content = [{"type": "text", "text": text}]
@@ -157,7 +209,7 @@ class Engine:
             provider,
             started,
             text,
-            dict(user or {}),
+            attributes,
             variables,
             request_id,
             admission,
@@ -227,4 +279,5 @@ __all__ = [
     "NotStored",
     "PreparedTurn",
     "clean_message",
+    "clean_user",
 ]

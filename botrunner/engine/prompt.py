@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from botrunner.bot import Bot
+from botrunner.templating.prompt import system_context
 
 
 def render_system(
@@ -21,13 +22,6 @@ def render_system(
 ) -> str:
     """`bot.system` rendered with the bot's variables (overridden by the request's), `today`
     and `now` (from `now`: the engine's clock), `bot` and `user`."""
-    context: dict[str, Any] = dict(bot.variables)
-    if variables:
-        context.update(variables)
-    context.update(
-        today=now.date().isoformat(),
-        now=now.isoformat(timespec="minutes"),
-        bot={"name": bot.name, "description": bot.description},
-        user=user,
-    )
-    return bot.system.render(context)
+    merged = {**bot.variables, **variables} if variables else bot.variables
+    # The same context `botrunner validate` renders each template with once (templating.prompt).
+    return bot.system.render(system_context(bot.name, bot.description, merged, user, now))

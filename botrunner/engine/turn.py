@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from botrunner.bot import Bot
@@ -28,7 +30,10 @@ from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
 from botrunner.store.base import Admission, StartedTurn, Store, UsageRecord
 from botrunner.store.transcript import Transcript
+from botrunner.templating import RenderFailed
 from botrunner.tools import ToolOutcome, ToolRunner, redact
+
+log = logging.getLogger("botrunner.engine")
 
 
 class Services(Protocol):
@@ -91,6 +96,7 @@ class PreparedTurn:
         )
 
     def system_prompt(self) -> str:
+        """The rendered system prompt; raises RenderFailed when the template fails."""
         return render_system(self.bot, self.variables, self.user, self.engine.clock())
 
     async def events(self) -> AsyncIterator[Event]:
@@ -213,6 +219,9 @@ class PreparedTurn:
             detail = redact(exc.detail, bot.secrets) if exc.detail else ""
             record.error_code, record.error_detail = exc.code, detail or None
             yield Error(exc.code, exc.message, detail)
+        except RenderFailed as exc:
+            record.error_code = "template_error"
+            yield self._template_error(exc)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(
@@ -226,6 +235,30 @@ class PreparedTurn:
                 self._settle(status, started)
                 finishing = asyncio.ensure_future(self._finish(status))
             await asyncio.shield(finishing)
+
+    def _template_error(self, exc: RenderFailed) -> Error:
+        """The end user hears where the bot file is wrong (its name, not its path) and why;
+        the log has the full path for the operator."""
+        where = self.bot.system.location
+        file, line = (where.file, where.line + exc.line - 1) if where else (str(self.bot.path), 0)
+        log.warning(
+            "template_error",
+            extra={
+                "fields": {
+                    "request_id": self.record.request_id,
+                    "bot": self.bot.name,
+                    "file": file,
+                    "line": line,
+                    "reason": exc.reason,
+                }
+            },
+        )
+        return Error(
+            "template_error",
+            f"The bot's system prompt could not be filled in ({Path(file).name}:{line}: "
+            f"{exc.reason}), so the message was not answered. The bot's author needs to fix "
+            "the template; `botrunner validate` shows the problem.",
+        )
 
     def _settle(self, status: str, started: float) -> None:
         record, usage = self.record, self.usage

@@ -96,12 +96,19 @@ async def begin(
     st = state(request)
     attrs = dict(user or {})
     named = attrs.pop("id", None)
+    principal = getattr(request.state, "principal", None)
     key = conversation_key(request, bot, session, named)
     if named is not None and key.user != str(named):
         attrs["id"] = str(named)  # a trusted backend's end user, as the backend names them
     try:
         prepared = await st.engine.prepare(
-            bot, key, message, user=attrs, request_id=request.state.request_id, history=history
+            bot,
+            key,
+            message,
+            user=attrs,
+            request_id=request.state.request_id,
+            history=history,
+            trusted=principal is not None and principal.trusted,
         )
     except ENGINE_ERRORS as exc:
         error = from_engine(exc)

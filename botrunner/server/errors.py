@@ -79,7 +79,7 @@ def from_engine(exc: Exception) -> ApiError:
     """Map what `Engine.prepare` raises to the HTTP error a client should see."""
     if isinstance(exc, InputError):
         status = 413 if exc.code == "message_too_long" else 400
-        return ApiError(status, exc.code, exc.message)
+        return ApiError(status, exc.code, exc.message, **exc.details)
     if isinstance(exc, RateLimited):
         seconds = max(1, math.ceil(exc.retry_after))
         headers = {"Retry-After": str(seconds)}

@@ -47,6 +47,7 @@ _STATUS = {
     "rate_limited": 503,
     "overloaded": 503,
     "tool_limit": 502,
+    "template_error": 500,
     # The conversation the client sent (or the stored one) no longer fits the model.
     "prompt_too_long": 400,
     "request_too_large": 413,

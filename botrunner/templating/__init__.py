@@ -26,13 +26,14 @@ from botrunner.templating.httprequest import (
     UrlTemplate,
     render_request,
 )
-from botrunner.templating.template import Template, TemplateProblem, environment
+from botrunner.templating.template import RenderFailed, Template, TemplateProblem, environment
 
 __all__ = [
     "ANY_ENV_REF",
     "ENV_REF",
     "BodyTemplate",
     "RenderError",
+    "RenderFailed",
     "RenderedRequest",
     "Template",
     "TemplateProblem",

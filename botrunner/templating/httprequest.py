@@ -18,6 +18,7 @@ import jinja2
 
 from botrunner.templating.envrefs import Trusted, rewrite_env
 from botrunner.templating.location import Location
+from botrunner.templating.sandbox import RenderError, RenderFailed, render_failure
 from botrunner.templating.template import SYNTAX_MARKS, Template, TemplateProblem, environment
 
 __all__ = [
@@ -28,10 +29,6 @@ __all__ = [
     "UrlTemplate",
     "render_request",
 ]
-
-
-class RenderError(ValueError):
-    """A request that must not be sent, e.g. a header value with a line break in it."""
 
 
 def _encoding(encode: Callable[[Any], str], keep: type | None = None) -> Callable[[Any], Any]:
@@ -198,7 +195,14 @@ class _Expr:
     def __call__(self, context: dict[str, Any]) -> Any:
         if self._env is not None:
             context = {**context, "__env": self._env}
-        value = self._expr(**context)
+        try:
+            value = self._expr(**context)
+        except RenderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as RenderFailed, like Template
+            failure = render_failure(exc)
+            failure.line = 1  # an expression is one line (Jinja numbers its wrapper's lines)
+            raise failure from exc
         return str(value) if isinstance(value, Trusted) else value
 
 
@@ -251,15 +255,19 @@ class BodyTemplate:
         return f"BodyTemplate({self.source!r})"
 
 
-def _render_value(value: Any, context: dict[str, Any]) -> Any:
-    if isinstance(value, Template):
-        return value.render(context)
-    if isinstance(value, _Expr):
-        return value(context)
+def _render_value(value: Any, context: dict[str, Any], path: tuple[str | int, ...] = ()) -> Any:
+    try:
+        if isinstance(value, Template):
+            return value.render(context)
+        if isinstance(value, _Expr):
+            return value(context)
+    except RenderFailed as exc:
+        exc.path = path
+        raise
     if isinstance(value, dict):
-        return {k: _render_value(v, context) for k, v in value.items()}
+        return {k: _render_value(v, context, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render_value(v, context) for v in value]
+        return [_render_value(v, context, (*path, i)) for i, v in enumerate(value)]
     return value
 
 

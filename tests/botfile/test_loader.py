@@ -826,3 +826,38 @@ def test_model_cache_defaults_and_ttl(tmp_path):
         'model.cache must be one of auto, off, not the text "always"',
         'model.cache_ttl must be one of 5m, 1h, not the text "2h"',
     ]
+
+
+def test_user_attributes_declared_or_read_by_system(tmp_path):
+    from botrunner.bot import UserAttribute
+
+    bot, shown, _ = check(
+        tmp_path,
+        """\
+        name: tutor
+        model:
+          name: claude-sonnet-4-6
+        user_attributes:
+          x-note: shown to the model
+          name: {max_length: 80, description: first name}
+          level:
+        system: "{{ user.name }} ({{ user['level'] }}), {{ user.id }}"
+        """,
+    )
+    assert shown == []
+    assert bot.user_attributes == {
+        "name": UserAttribute(80, "first name"),
+        "level": UserAttribute(200),
+    }
+    # Without the block: the attributes system reads, each up to 200 characters (id aside).
+    bot, shown, _ = check(
+        tmp_path,
+        MINIMAL.replace("You are a tutor.", "'{{ user.name }} {{ user.id }} {{ user.name }}'"),
+    )
+    assert shown == []
+    assert bot.user_attributes == {"name": UserAttribute(200)}
+    # An empty block accepts none.
+    _, shown, _ = check(
+        tmp_path, MINIMAL.replace("You are a tutor.", "'{{ user.name }}'") + "user_attributes: {}\n"
+    )
+    assert shown == ["4:13: error: user.name is not declared under user_attributes"]

@@ -255,3 +255,57 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_conversation(fake_anthropic, tmp_p
         os.close(master)
     # The cut-off turn is not sent again; the conversation goes on.
     assert len(fake_anthropic.requests[-1].messages) == 1
+
+
+def test_a_template_that_fails_when_filled_in_is_an_error_line(fake_anthropic, tmp_path):
+    path = tmp_path / "bot.yaml"
+    # Passes validate (its trial render sets user.name); the terminal user has no name.
+    write_bot(path, '"Lessons last {{ 60 // user.name|length }} minutes."')
+    result = subprocess.run(
+        [BOTRUNNER, "chat", str(path), "--db", str(tmp_path / "c.db")],
+        input="hi\n",
+        capture_output=True,
+        text=True,
+        env=env_for(fake_anthropic),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: The bot's system prompt could not be filled in (bot.yaml:5: integer division "
+        "or modulo by zero), so the message was not answered. The bot's author needs to fix "
+        "the template; `botrunner validate` shows the problem.\n"
+    )
+    assert fake_anthropic.requests == []
+
+
+def test_user_attributes_from_the_command_line_follow_the_bot_file(fake_anthropic, tmp_path):
+    path = tmp_path / "bot.yaml"
+    write_bot(path, '"Student {{ user.name }}."')  # no user_attributes: user.name, 200 chars
+
+    def chat(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [BOTRUNNER, "chat", str(path), "--db", str(tmp_path / "c.db"), *options],
+            input="hi\n",
+            capture_output=True,
+            text=True,
+            env=env_for(fake_anthropic),
+            timeout=60,
+        )
+
+    fake_anthropic.enqueue(text("Hi Ada"))
+    ok = chat("--user", "name=Ada")
+    assert (ok.returncode, ok.stdout) == (0, "Hi Ada\n"), ok.stderr
+    assert fake_anthropic.requests[-1].system == "Student Ada."
+    too_long = chat("--user", "name=" + "A" * 201)
+    assert (too_long.returncode, too_long.stdout) == (2, "")
+    assert too_long.stderr == (
+        'error: --user name: The user attribute "name" is 201 characters long; this bot '
+        "accepts at most 200. Shorten it.\n"
+    )
+    unknown = chat("--user", "role=admin")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith(
+        'error: --user role: This bot does not accept the user attribute "role" (it accepts: name).'
+    )
+    assert len(fake_anthropic.requests) == 1

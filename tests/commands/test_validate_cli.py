@@ -231,6 +231,27 @@ def test_python_m_botrunner_validate_bots_exits_0():
     assert result.stdout.endswith("files checked: all valid\n")
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("huge_constant", "the power 7 ** 999999 would have more than 4000 digits"),
+        ("huge_number_literal", "a number in this template has more than 4000 digits"),
+        ("deep_nesting", "the values here are nested more than 64 levels deep"),
+    ],
+)
+def test_files_that_used_to_crash_validate_are_reported_problems(name, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "botrunner", "validate", f"tests/broken/{name}.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout.startswith(f"tests/broken/{name}.yaml:")
+    assert message in result.stdout
+    assert result.stdout.endswith("1 file checked, 1 failed: 1 error\n")
+
+
 def test_validate_checks_many_files_in_one_run(tmp_path):
     # Speed is measured in bench/ (validate-1000), never asserted here: this checks the
     # many-files path itself (one process, every file reported valid).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 
 import httpx
 from fake_anthropic import slow, text
@@ -94,3 +95,50 @@ def test_ctrl_c_stops_the_server(tmp_path, fake_anthropic):
         assert httpx.get(srv.url + "/livez", timeout=10).status_code == 200
         srv.proc.send_signal(signal.SIGINT)
         assert srv.wait(timeout=10) == 0
+
+
+def test_a_broken_edit_never_stops_hot_reload(tmp_path, fake_anthropic):
+    # The bot file edits of issue 9: each used to kill the watcher (or crash the process).
+    path, db = write_bot(tmp_path, system="You are version one."), tmp_path / "bots.db"
+    env = {**serve_env(fake_anthropic), "BOTRUNNER_API_KEYS": "ops=sk-ops-1"}
+    auth = {"Authorization": "Bearer sk-ops-1"}
+    args = [str(path), "--db", str(db)]
+    broken = {
+        "system: |\n  Lucky number {{ 7**999999 }}\n": "would have more than 4000 digits",
+        "system: Pi is {{ " + "3" * 4500 + " }}\n": "has more than 4000 digits",
+        "system: hi\nvariables:\n  x: " + "[" * 100 + "]" * 100 + "\n": "nested more than 64",
+    }
+    with ProcessServer(args, env) as srv, httpx.Client(base_url=srv.url, headers=auth) as client:
+        time.sleep(0.3)  # let the watcher register before the first edit
+
+        def ready() -> dict:
+            return client.get("/readyz").json()
+
+        old = ready()["bots"][0]["version"]
+        head = "name: tutor\nmodel:\n  name: claude-fake-1\n  max_tokens: 256\n"
+        for text_, message in broken.items():
+            path.write_text(head + text_, encoding="utf-8")
+            found = wait_until(lambda m=message: m in json.dumps(ready()["errors"]), timeout=5)
+            assert found
+            [error] = ready()["errors"]
+            assert error["problems"].startswith(f"{path.resolve()}:")
+            assert "Traceback" not in "".join(srv.stderr_lines)
+            # The last good version keeps answering.
+            fake_anthropic.enqueue(text("still one"))
+            reply = client.post("/chat/b", json={"message": "hi"}, timeout=30)
+            assert reply.status_code == 200 and '"done":true' in reply.text
+            assert fake_anthropic.requests[-1].system == "You are version one."
+        assert ready()["bots"][0]["version"] == old
+        # ...and the fix is picked up.
+        path.write_text(head + "system: You are fixed.\n", encoding="utf-8")
+        wait_until(lambda: not ready()["errors"], timeout=5)
+        assert ready()["bots"][0]["version"] != old
+        fake_anthropic.enqueue(text("fixed"))
+        client.post("/chat/b", json={"message": "hi"}, timeout=30)
+        assert fake_anthropic.requests[-1].system == "You are fixed."
+        srv.terminate()
+        assert srv.wait() == 0
+    logged = [json.loads(line) for line in srv.stderr_lines if line.startswith("{")]
+    failed = [entry for entry in logged if entry.get("event") == "reload_failed"]
+    assert len(failed) >= 3
+    assert "would have more than 4000 digits" in failed[0]["problems"]

@@ -10,6 +10,7 @@ from botrunner.templating import (
     BodyTemplate,
     RenderedRequest,
     RenderError,
+    RenderFailed,
     Template,
     TemplateProblem,
     UrlTemplate,
@@ -43,10 +44,12 @@ def test_user_data_is_never_compiled():
 
 
 def test_sandbox_blocks_unsafe_attribute_access():
-    with pytest.raises(jinja2.exceptions.SecurityError):
+    with pytest.raises(RenderFailed) as info:
         Template("{{ x.__class__.__mro__ }}").render({"x": 1})
-    with pytest.raises(jinja2.exceptions.SecurityError):
+    assert isinstance(info.value.cause, jinja2.exceptions.SecurityError)
+    with pytest.raises(RenderFailed) as info:
         Template('{{ "".__class__.__mro__[1].__subclasses__() }}').render({})
+    assert isinstance(info.value.cause, jinja2.exceptions.SecurityError)
 
 
 def test_static_text_skips_jinja():
