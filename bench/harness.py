@@ -37,7 +37,15 @@ from bench.peers import (
     wait_http_ok,
 )
 
-ALL_PEERS = ["direct", "direct-http", "botrunner", "botrunner-postgres", "baseline", "litellm"]
+ALL_PEERS = [
+    "direct",
+    "direct-http",
+    "botrunner",
+    "botrunner-postgres",
+    "botrunner-postgres-w2",
+    "baseline",
+    "litellm",
+]
 ALL_SECTIONS = ["latency", "throughput", "history", "tool", "validate", "reload", "cost"]
 MESSAGE = "Explain gradient descent in two sentences."
 

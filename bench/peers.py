@@ -318,9 +318,13 @@ class BotrunnerPostgresPeer(BotrunnerPeer):
 
     database: str | None = None
     redis_prefix: str = ""
+    workers: int = 1
 
     def extra_args(self) -> list[str]:
-        return ["--limits", f"{REDIS}?prefix={self.redis_prefix}"]
+        args = ["--limits", f"{REDIS}?prefix={self.redis_prefix}"]
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
+        return args
 
     def db_url(self, workdir: Path, tag: str) -> str:
         assert self.database is not None
@@ -441,6 +445,13 @@ def make_peers(names: list[str]) -> list[Peer]:
                                              "(asyncpg) and limits in Redis; both servers on "
                                              "the same 2 cores",
                                              persists_history=True))  # fmt: skip
+        elif n == "botrunner-postgres-w2":
+            peer = BotrunnerPostgresPeer(n, "botrunner serve --workers 2 (PostgreSQL)",
+                                         "as botrunner (PostgreSQL), two worker processes on "
+                                         "one port",
+                                         persists_history=True)  # fmt: skip
+            peer.workers = 2
+            out.append(peer)
         elif n in ("botrunner-sse", "botrunner-openai"):
             proto = "sse" if n.endswith("sse") else "openai"
             peer = BotrunnerPeer(n, f"botrunner serve ({proto})",
@@ -465,6 +476,7 @@ def make_peers(names: list[str]) -> list[Peer]:
         else:
             sys.exit(
                 f"unknown peer {n!r} (direct, direct-http, botrunner, botrunner-postgres, "
+                "botrunner-postgres-w2, "
                 "botrunner-sse, botrunner-openai, botrunner-local, baseline, litellm)"
             )
     return out

@@ -100,6 +100,17 @@ def add_ratios_and_targets(res: dict) -> None:
            None if _get(tput, pg, "c128_stream") is None else
            sum(_get(tput, pg, k, "errors") or 0 for k in ("c128_stream", "c128_nonstream")),
            0, le, "", why_pg)  # fmt: skip
+    w2 = "botrunner-postgres-w2"
+    w2_state = _get(res, "peers", w2, "status")
+    why_w2 = None if w2_state == "ok" else f"{w2}: {w2_state or 'not run'}"
+    target("pg_workers", "--workers 2: >= 1.4x one worker's streamed turns/s at c=128 (PostgreSQL)",
+           _ratio(_get(tput, w2, "c128_stream", "turns_per_s"),
+                  _get(tput, pg, "c128_stream", "turns_per_s")),
+           1.4, ge, "x", why_w2 or why_pg)  # fmt: skip
+    target("pg_w2_errors", "--workers 2: 0 errors at c=128 (streamed and plain)",
+           None if _get(tput, w2, "c128_stream") is None else
+           sum(_get(tput, w2, k, "errors") or 0 for k in ("c128_stream", "c128_nonstream")),
+           0, le, "", why_w2)  # fmt: skip
     cost = res.get("cost", {})
     for s in ("window", "summarize", "full"):
         target(f"cost_{s}", f"{s}: cached billed input <= 0.2 of uncached (40 turns)",
