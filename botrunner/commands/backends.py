@@ -5,7 +5,14 @@ configured it (what is wrong, what to do, never a password), exit code 2 (`botru
 
 from __future__ import annotations
 
+import os
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a second process is not caught there
+    fcntl = None  # type: ignore[assignment]
 
 from botrunner.store import (
     LimitStore,
@@ -33,6 +40,39 @@ def shared_by_processes(db: str) -> bool:
     file has one writer process by design (its writer thread's group commit); PostgreSQL is
     shared."""
     return parse_store_url(db)[0] != "sqlite"
+
+
+def claim_sqlite_file(db: str) -> IO[str] | None:
+    """For a SQLite `db`, an exclusive lock on `<file>.lock`, held until the returned file is
+    closed (or the process ends, however it ends), so that a second `serve` on the same file
+    is refused: its writer thread commits in groups as the file's one writing process, and
+    several processes serving one bot as one service is what PostgreSQL is for. None for
+    other stores. Raises StoreError naming the process that holds it."""
+    scheme, location = parse_store_url(db)
+    if fcntl is None or scheme != "sqlite" or location in ("", ":memory:"):
+        return None
+    path = os.path.realpath(location) + ".lock"
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process
+    except OSError:
+        return None  # a directory botrunner can't write in: the store itself says so
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        who = f"process {holder}" if holder.isdigit() else "another process"
+        raise StoreError(
+            f"{location} is already served by another botrunner serve ({who}); a SQLite file "
+            "has one serving process. Stop that one, give this one its own --db, or run "
+            "several processes on one database with --db postgresql://USER@HOST:5432/DBNAME"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 async def open_checked_store(db: str) -> Store:

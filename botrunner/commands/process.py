@@ -25,7 +25,11 @@ import uvicorn
 
 from botrunner.botfile.livebot import Change, LiveBots
 from botrunner.botfile.problems import format_text
-from botrunner.commands.backends import open_checked_limits, open_checked_store
+from botrunner.commands.backends import (
+    claim_sqlite_file,
+    open_checked_limits,
+    open_checked_store,
+)
 from botrunner.commands.workers import READY, WorkerLink, watch_parent
 from botrunner.engine.engine import Engine
 from botrunner.providers import MODULES as PROVIDER_MODULES
@@ -77,9 +81,13 @@ async def serve(
     worker: WorkerLink | None = None,
 ) -> int:
     store = await open_checked_store(str(db))  # StoreError: one line from the CLI, exit 2
+    claim = None
     try:
+        claim = claim_sqlite_file(str(db))
         limits = await open_checked_limits(limits_url, store)
     except BaseException:
+        if claim is not None:
+            claim.close()
         await store.close()
         raise
     engine = Engine(store, limits=limits)
@@ -132,6 +140,8 @@ async def serve(
         await store.close()
         if control is not None:
             control.close()
+        if claim is not None:
+            claim.close()
     return 0 if server.started else 1
 
 

@@ -1,15 +1,18 @@
-"""`botrunner serve` as a real process: durable history across restarts, graceful SIGTERM."""
+"""`botrunner serve` as a real process: durable history across restarts, graceful SIGTERM, one
+serving process per SQLite file."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import subprocess
 import time
 
 import httpx
 from fake_anthropic import slow, text
-from test_server_harness import ProcessServer, wait_until, write_bot
+from test_server_harness import BOTRUNNER, ProcessServer, wait_until, write_bot
 
 from botrunner.store import ConversationKey, start_store
 
@@ -142,3 +145,38 @@ def test_a_broken_edit_never_stops_hot_reload(tmp_path, fake_anthropic):
     failed = [entry for entry in logged if entry.get("event") == "reload_failed"]
     assert len(failed) >= 3
     assert "would have more than 4000 digits" in failed[0]["problems"]
+
+
+def test_a_second_serve_on_one_sqlite_file_is_refused(tmp_path, fake_anthropic):
+    path, db = write_bot(tmp_path), tmp_path / "bots.db"
+    args = [str(path), "--db", str(db), "--no-reload"]
+    with ProcessServer(args, serve_env(fake_anthropic)) as first:
+        assert first.proc is not None
+        second = subprocess.run(
+            [*BOTRUNNER, "serve", *args, "--port", "0"],
+            env={**os.environ, **serve_env(fake_anthropic)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert second.stderr.splitlines() == [
+            f"error: {db} is already served by another botrunner serve (process "
+            f"{first.proc.pid}); a SQLite file has one serving process. Stop that one, give "
+            "this one its own --db, or run several processes on one database with --db "
+            "postgresql://USER@HOST:5432/DBNAME"
+        ]
+        # The first one never noticed.
+        fake_anthropic.enqueue(text("still here"))
+        reply = httpx.post(first.url + "/chat/p", json={"message": "hi"}, timeout=30)
+        assert '"done":true' in reply.text
+        first.terminate()
+        assert first.wait() == 0
+    # Once it has stopped (or died: the lock goes with the process), the file can be served.
+    with ProcessServer(args, serve_env(fake_anthropic)) as third:
+        assert httpx.get(third.url + "/chat/p", timeout=30).json()["messages"][0]["text"] == "hi"
+        assert third.proc is not None
+        third.proc.send_signal(signal.SIGKILL)
+        third.wait()
+    with ProcessServer(args, serve_env(fake_anthropic)) as fourth:
+        assert httpx.get(fourth.url + "/livez", timeout=30).status_code == 200

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fake_anthropic import text
+from fake_postgres import password_refusing_server
 from stores import database_url, scalar
 
 from botrunner.events import Usage
@@ -116,6 +117,20 @@ def test_every_start_up_failure_is_one_line_and_exit_2(pg_database, tmp_path, co
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (url, result.stderr)
         assert says in lines[0] and never not in result.stderr, (url, lines[0])
+
+
+@pytest.mark.parametrize("command", ["serve", "chat"])
+def test_a_refused_password_is_one_line_that_never_shows_it(command):
+    with password_refusing_server() as (port, passwords):
+        url = f"postgresql://bob:hunter2@127.0.0.1:{port}/botrunner"
+        result = cli(command, str(REPO / "bots" / "tutor.yaml"), "--no-reload", "--db", url)
+    assert passwords and set(passwords) == {"hunter2"}  # the server did see it, and said no
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: PostgreSQL at 127.0.0.1:{port} refused the password of user 'bob': fix the "
+        f"password in the URL (or PGPASSWORD, ~/.pgpass) of "
+        f"postgresql://bob:***@127.0.0.1:{port}/botrunner"
+    ]
 
 
 def test_a_missing_driver_names_the_extra_to_install():
