@@ -280,6 +280,15 @@ def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
     help="Most request headers accepted (more: 431).",
 )
 @click.option(
+    "--header-timeout",
+    envvar="BOTRUNNER_HEADER_TIMEOUT",
+    show_envvar=True,
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a connection may take to send a request's line and headers (slower: 408).",
+)
+@click.option(
     "--workers",
     default=1,
     show_default=True,
@@ -300,6 +309,7 @@ def serve(
     grace: float,
     max_header_bytes: int,
     max_headers: int,
+    header_timeout: float,
     workers: int,
     worker: str | None,
 ) -> int:
@@ -318,7 +328,7 @@ def serve(
         log_to=log_to,
         insecure_no_auth=insecure_no_auth,
         grace=grace,
-        head_limits=HeadLimits(max_header_bytes, max_headers),
+        head_limits=HeadLimits(max_header_bytes, max_headers, header_timeout),
         workers=workers,
         worker=worker,
     )

@@ -100,6 +100,7 @@ def run(
         if head_limits is not None:
             argv += ["--max-header-bytes", str(head_limits.max_bytes)]
             argv += ["--max-headers", str(head_limits.max_count)]
+            argv += ["--header-timeout", str(head_limits.timeout_seconds)]
         return _supervise(argv, workers, host, port, db, limits, grace, live, keys)
     turnlog.configure(log_to)
     settings = Settings(keys=keys, max_body_bytes=max_body_bytes)

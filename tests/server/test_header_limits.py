@@ -1,5 +1,6 @@
 """Request heads are bounded: too many or too large headers get 431 before the body is read,
-and a head that never ends is not buffered. A real `botrunner serve` process and raw sockets."""
+a head that never ends is not buffered, and one that takes too long gets 408. A real
+`botrunner serve` process and raw sockets."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import contextlib
 import json
 import socket
 import threading
+import time
 
 import httpx
+from fake_anthropic import slow, text
 from test_server_harness import ProcessServer, write_bot
 
 
@@ -104,3 +107,33 @@ def test_limits_are_configurable_and_checked_before_the_body(tmp_path, fake_anth
         status, body, _ = exchange(srv.url, head)
         assert status == 431 and "2048 bytes" in body["error"]["message"]
     assert fake_anthropic.requests == []
+
+
+def test_a_head_that_takes_too_long_gets_408_and_an_idle_connection_is_closed(
+    tmp_path, fake_anthropic
+):
+    fake_anthropic.enqueue(slow(text("one two three four five six"), token_delay=0.3))
+    with serve(tmp_path, fake_anthropic, "--header-timeout", "0.5") as srv:
+        host, port = srv.url.removeprefix("http://").split(":")
+        # Slowloris: a head a few bytes at a time, never finished.
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            started = time.monotonic()
+            raw = b""
+            for piece in (b"GET /livez HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: 1\r\n", b"X-B: 2\r\n"):
+                with contextlib.suppress(OSError):
+                    sock.sendall(piece)
+                time.sleep(0.2)
+            while chunk := sock.recv(65536):
+                raw += chunk
+            took = time.monotonic() - started
+        assert raw.startswith(b"HTTP/1.1 408 ")
+        body = json.loads(raw.partition(b"\r\n\r\n")[2])
+        assert body["error"]["code"] == "request_timeout"
+        assert "within 0.5 seconds" in body["error"]["message"]
+        assert took < 5
+        # A connection that never sends anything is closed, without an answer.
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            assert sock.recv(65536) == b""
+        # The clock is for the head only: a reply streaming for longer is not cut.
+        reply = httpx.post(srv.url + "/chat/s1", json={"message": "count"}, timeout=30)
+        assert '"done":true' in reply.text and "six" in reply.text
