@@ -1,6 +1,6 @@
 """A turn left pending by a process that was killed (written through the store, never finished,
 started long ago) is closed as failed when `botrunner chat` or `botrunner serve` starts, and
-the conversation goes on without it."""
+the conversation goes on without it; a sweep that fails is logged and tried again."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from test_chat_cli import write_bot
 from test_server_harness import ProcessServer, upstream_env, wait_until
 from test_server_harness import write_bot as write_served_bot
 
-from botrunner.commands import chat
+from botrunner.botfile.livebot import LiveBots
+from botrunner.commands import chat, process
+from botrunner.engine.engine import Engine
+from botrunner.server import Settings
 from botrunner.store import ConversationKey, SQLiteStore, start_store
 
 TEXT = [{"type": "text", "text": "asked just before the kill"}]
@@ -82,3 +85,39 @@ def test_serve_fails_the_turns_a_killed_server_left_pending(fake_anthropic, tmp_
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     swept = [line for line in lines if line["event"] == "abandoned_turns_failed"]
     assert [(s["turns"], s["pending_for_over_s"]) for s in swept] == [(1, 120.0)]
+
+
+class FlakyStore(SQLiteStore):
+    """A store whose first sweep fails, as when the database is briefly unreachable."""
+
+    sweeps = 0
+
+    async def fail_abandoned_turns(self, older_than_seconds: float) -> int:
+        self.sweeps += 1
+        if self.sweeps == 1:
+            raise OSError("connection refused")
+        return await super().fail_abandoned_turns(older_than_seconds)
+
+
+async def test_a_failed_sweep_is_logged_and_tried_again(tmp_path, caplog):
+    key = ConversationKey("tutor", "anonymous", "k")
+    store = FlakyStore(tmp_path / "bots.db")
+    engine = Engine(store)
+    sweeping = asyncio.create_task(
+        process._sweep_abandoned(engine, LiveBots(tmp_path), Settings(sweep_every=0.01))
+    )
+    try:
+        started = await store.start_turn(key, TEXT, None)
+        await started.durable
+        await store.call(lambda c: c.execute("UPDATE turns SET created = 0"), write=True)
+        for _ in range(500):
+            if [m.status for m in await store.history(key)] == ["error"]:
+                break
+            await asyncio.sleep(0.01)
+        assert [m.status for m in await store.history(key)] == ["error"]
+    finally:
+        sweeping.cancel()
+        await engine.aclose()
+        await store.close()
+    [failed] = [r for r in caplog.records if r.getMessage() == "abandoned_turns_sweep_failed"]
+    assert failed.fields == {"error": "OSError: connection refused"}
