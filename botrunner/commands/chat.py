@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import signal
 import sys
 import threading
@@ -102,6 +103,10 @@ class Chat:
             self.err(f"error: {exc.message}")
             await store.close()
             return 1
+        try:  # the turns a chat or server that was killed left pending end as failed
+            await self.engine.fail_abandoned_turns([bot])
+        except Exception:  # noqa: BLE001 - tried again next start; the chat works without
+            logging.getLogger("botrunner.chat").debug("sweep failed", exc_info=True)
         watcher = asyncio.create_task(self.live.watch(self.on_change)) if self.reload else None
         try:
             await self.loop()

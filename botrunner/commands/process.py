@@ -4,6 +4,11 @@ orderly shutdown. `botrunner serve` runs one; `serve --workers N` runs N, each s
 
 Shutdown (SIGTERM, Ctrl-C): stop accepting connections, let replies in flight finish within
 --grace seconds (a second Ctrl-C stops at once), then close the engine and the store.
+
+Every process, every worker, also closes as failed the turns that processes which died left
+pending (`Engine.fail_abandoned_turns`): at start-up, then once a minute. Any of them may do it
+for all: the statement is idempotent, and a turn is only old enough once no process can be
+running it.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ async def serve(
         asyncio.create_task(
             _check_providers(engine, live, loading, quiet=worker is not None and worker.index > 0)
         ),
+        asyncio.create_task(_sweep_abandoned(engine, live, settings)),
     ]
     if reload:
         tasks.append(asyncio.create_task(live.watch(_on_change, stop=stop)))
@@ -187,6 +193,21 @@ async def _check_providers(
             engine.check(bot)
         except ProviderError as exc:
             _err(f"warning: bot '{bot.name}': {exc.message} Chat requests answer 503 until then.")
+
+
+async def _sweep_abandoned(engine: Engine, live: LiveBots, settings: Settings) -> None:
+    """Close the turns of dead processes now and every `settings.sweep_every` seconds, for
+    the bots loaded at that moment. A failure (the store unreachable) is logged and tried
+    again next time: it never stops the server."""
+    while True:
+        try:
+            await engine.fail_abandoned_turns(
+                live.bots.values(), older_than=settings.abandoned_after
+            )
+        except Exception as exc:  # noqa: BLE001 - see above
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("abandoned_turns_sweep_failed", extra={"fields": {"error": error}})
+        await asyncio.sleep(settings.sweep_every)
 
 
 async def _announce(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,12 @@ from botrunner.engine import turnlog
 from botrunner.server import Settings
 from botrunner.server.auth import KeyRing, KeysError, load_keys
 from botrunner.server.headlimits import HeadLimits
+
+# For tests only, and left out of the documentation on purpose: "AFTER,EVERY" (seconds) sweeps
+# the turns pending for over AFTER seconds every EVERY seconds, instead of the bots' longest
+# turn and once a minute, so a test sees a killed process's turns closed within a second or two.
+# Workers inherit it with the environment.
+TEST_SWEEP_ENV = "BOTRUNNER_TEST_SWEEP"
 
 
 def _err(text: str) -> None:
@@ -104,6 +111,15 @@ def run(
         return _supervise(argv, workers, host, port, db, limits, grace, live, keys)
     turnlog.configure(log_to)
     settings = Settings(keys=keys, max_body_bytes=max_body_bytes)
+    if sweep := os.environ.get(TEST_SWEEP_ENV):
+        try:
+            after, every = (float(x) for x in sweep.split(","))
+            if every <= 0:
+                raise ValueError
+        except ValueError:
+            _err(f"error: {TEST_SWEEP_ENV}={sweep!r}: write AFTER,EVERY (seconds, EVERY > 0)")
+            return 2
+        settings.abandoned_after, settings.sweep_every = after, every
     if head_limits is not None:
         settings.head_limits = head_limits
     link = WorkerLink.parse(worker) if worker else None

@@ -16,11 +16,11 @@ import asyncio
 import datetime as dt
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from botrunner.bot import Bot
-from botrunner.engine.limits import Limiter, RateLimited
+from botrunner.engine.limits import Limiter, RateLimited, abandoned_after
 from botrunner.engine.turn import NotStored, PreparedTurn
 from botrunner.events import Error, Event, Usage
 from botrunner.memory import get_strategy
@@ -249,6 +249,20 @@ class Engine:
             return
         async for event in prepared.events():
             yield event
+
+    async def fail_abandoned_turns(
+        self, bots: Iterable[Bot], *, older_than: float | None = None
+    ) -> int:
+        """Close as `error` the turns a dead process left pending (SIGKILL, a crash): those
+        pending for longer than any turn of `bots` may run (`abandoned_after`), or than
+        `older_than` seconds when given. Returns how many, and logs it when there were any.
+        Store errors are raised: the caller decides whether to try again later."""
+        seconds = abandoned_after(bots) if older_than is None else older_than
+        failed = await self.store.fail_abandoned_turns(seconds)
+        if failed:
+            fields = {"turns": failed, "pending_for_over_s": seconds}
+            log.info("abandoned_turns_failed", extra={"fields": fields})
+        return failed
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

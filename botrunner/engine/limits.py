@@ -19,7 +19,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from botrunner.bot import Bot
@@ -71,6 +71,9 @@ CHARS_PER_TOKEN = 3
 # A reservation outlives its turn's deadline (and one last tool round) by this much before it
 # expires: only a turn whose process died, or whose client stopped reading, gets that far.
 HOLD_MARGIN_SECONDS = 60.0
+# How long a turn may stay pending when no bot is loaded to say (`abandoned_after`): long, since
+# the turns are then another process's, whose bots may run longer than the default ones.
+NO_BOTS_ABANDONED_SECONDS = 3600.0
 # Retry-After when the rest of the budget is held by turns still running: they usually end
 # within seconds, and a retry that comes too soon is refused again without reaching the model.
 RESERVED_RETRY_SECONDS = 5.0
@@ -91,6 +94,13 @@ def hold_seconds(bot: Bot) -> float:
     round of tools, and a margin."""
     tool_time = max((tool.http.timeout_seconds for tool in bot.tools), default=0.0)
     return bot.retry.timeout_seconds + tool_time + HOLD_MARGIN_SECONDS
+
+
+def abandoned_after(bots: Iterable[Bot]) -> float:
+    """How long a turn of any of `bots` may legitimately stay pending (the longest
+    `hold_seconds`): one pending for longer belongs to a process that died, or to a client
+    that stopped reading, and `Engine.fail_abandoned_turns` closes it as failed."""
+    return max((hold_seconds(bot) for bot in bots), default=NO_BOTS_ABANDONED_SECONDS)
 
 
 class Limiter:

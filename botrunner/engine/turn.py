@@ -28,7 +28,7 @@ from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
-from botrunner.store.base import Admission, StartedTurn, Store, UsageRecord
+from botrunner.store.base import Admission, StartedTurn, Store, TurnClosed, UsageRecord
 from botrunner.store.transcript import Transcript
 from botrunner.templating import RenderFailed
 from botrunner.tools import ToolOutcome, ToolRunner, redact
@@ -118,6 +118,13 @@ class PreparedTurn:
             yield Error(
                 "not_stored",
                 "Your message could not be saved, so it was not answered. Send it again.",
+            )
+        except TurnClosed as exc:  # swept as abandoned while it ran (Engine.fail_abandoned_turns)
+            log.warning("conversation %s: %s; its end was not stored", self.conv.id, exc)
+            yield Error(
+                "turn_expired",
+                "This reply ran for too long and was recorded as failed, so it was not saved. "
+                "Send your message again.",
             )
         finally:
             await events.aclose()

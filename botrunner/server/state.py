@@ -10,6 +10,9 @@ from botrunner.server.auth import KeyRing
 from botrunner.server.headlimits import HeadLimits
 from botrunner.server.metrics import Metrics
 
+# How often every serving process closes the turns that dead processes left pending.
+SWEEP_EVERY_SECONDS = 60.0
+
 
 @dataclass(slots=True)
 class Settings:
@@ -18,6 +21,11 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # Request heads beyond these are refused with 431 before the body is read.
     head_limits: HeadLimits = field(default_factory=HeadLimits)
+    # The sweep of abandoned turns (Engine.fail_abandoned_turns): every `sweep_every` seconds,
+    # the turns pending for over `abandoned_after` seconds (None: the longest a turn of the
+    # loaded bots may run). Not options: only tests shorten them (see commands/serve.py).
+    sweep_every: float = SWEEP_EVERY_SECONDS
+    abandoned_after: float | None = None
 
 
 @dataclass(slots=True)

@@ -27,6 +27,12 @@ class StoreError(RuntimeError):
     line for the person who configured it: what is wrong and what to do; never a password."""
 
 
+class TurnClosed(ValueError):
+    """The turn is no longer pending, so nothing more may be written to it: it was closed
+    already, perhaps by `fail_abandoned_turns` while its process was in fact still running
+    (a client that stopped reading for minutes). What the store holds of it stays as it is."""
+
+
 class MissingExtra(ImportError):
     """An optional dependency is not installed; the message names the command that installs it."""
 
@@ -263,6 +269,13 @@ class ConversationStore(Protocol):
         backwards: a call with `upto` <= the stored `summary_upto` changes nothing."""
 
     async def history(self, key: ConversationKey) -> list[StoredMessage]: ...
+
+    async def fail_abandoned_turns(self, older_than_seconds: float) -> int:
+        """Close as `error` every turn of every conversation still pending more than
+        `older_than_seconds` after it started (the store's clock, as for `created`): the
+        process running it died (SIGKILL, a crash, a power cut), so nobody will finish it.
+        One statement, over an index of the pending turns only; returns how many it closed.
+        Writing to such a turn afterwards raises TurnClosed."""
 
     async def delete(self, key: ConversationKey) -> bool: ...
 

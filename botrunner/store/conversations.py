@@ -22,6 +22,7 @@ from botrunner.store.base import (
     ConversationKey,
     RecentTurns,
     StoredMessage,
+    TurnClosed,
     TurnStatus,
 )
 from botrunner.store.messages import check_wellformed, fts_query, message_text, wire
@@ -61,6 +62,12 @@ _TURN_ROLES = (
 )
 _FINISH_TURN = "UPDATE turns SET status = ?, finished = ? WHERE conversation_id = ? AND turn = ?"
 _TOUCH = "UPDATE conversations SET updated = ? WHERE id = ?"
+# The turns of processes that died: found through the partial index over pending turns, so
+# the sweep never reads the whole table.
+_FAIL_ABANDONED = (
+    "UPDATE turns INDEXED BY turns_pending SET status = 'error', finished = ?1 "
+    "WHERE status = 'pending' AND created < ?2"
+)
 _LAST_OK = (
     "SELECT turn FROM turns INDEXED BY turns_ok WHERE conversation_id = ?1 AND status = 'ok' "
     "AND turn < ?2 AND turn > ?3 ORDER BY turn DESC LIMIT ?4"
@@ -147,7 +154,7 @@ def add_message(c: sqlite3.Connection, conv_id: int, turn: int, row: MessageRow)
     if status is None:
         raise KeyError(f"turn {turn} does not exist")
     if status[0] != "pending":
-        raise ValueError(f"turn {turn} is already finished ({status[0]})")
+        raise TurnClosed(f"turn {turn} is already finished ({status[0]})")
     c.execute(_APPEND_MESSAGE, (conv_id, turn, *row))
 
 
@@ -299,6 +306,11 @@ class SQLiteConversations(SQLiteWriter):
                 job
             )
         ]
+
+    async def fail_abandoned_turns(self, older_than_seconds: float) -> int:
+        now = time.time()
+        args = (now, now - older_than_seconds)
+        return await self.call(lambda c: c.execute(_FAIL_ABANDONED, args).rowcount, write=True)
 
     async def delete(self, key: ConversationKey) -> bool:
         def job(c: sqlite3.Connection) -> bool:

@@ -154,10 +154,17 @@ def _m003_usage(c: sqlite3.Connection) -> None:
     )
 
 
+def _m004_pending_turns(c: sqlite3.Connection) -> None:
+    """The turns still pending, for the sweep that closes those of processes that died
+    (`fail_abandoned_turns`): a few rows at any time, however long the transcripts."""
+    c.execute("CREATE INDEX turns_pending ON turns (created) WHERE status = 'pending'")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_token_reservations,
     _m003_usage,
+    _m004_pending_turns,
 ]
 
 

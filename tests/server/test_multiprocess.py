@@ -1,7 +1,7 @@
 """Two real `botrunner serve` processes on one PostgreSQL database behave as one service: the
 rate limit is exact across them (with the counters in the database and in Redis), a session
 started on one continues on the other, and a process SIGKILLed mid-stream loses nothing any
-client saw finish."""
+client saw finish while its turns in flight end as failed, closed by the other."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import httpx
 import pytest
 from fake_anthropic import Auto, slow, text
 from limits_backends import REDIS_URL
-from test_server_harness import ProcessServer, write_bot
+from test_server_harness import ProcessServer, wait_until, write_bot
+
+from botrunner.commands.serve import TEST_SWEEP_ENV
 
 
 def serve_env(fake) -> dict[str, str]:
@@ -24,9 +26,13 @@ def serve_env(fake) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def two_servers(args: list[str], fake) -> Iterator[tuple[ProcessServer, ProcessServer]]:
-    """Two `serve` processes on the same options, started at the same time."""
-    servers = [ProcessServer(args, serve_env(fake)) for _ in range(2)]
+def two_servers(
+    args: list[str], fake, second_env: dict[str, str] | None = None
+) -> Iterator[tuple[ProcessServer, ProcessServer]]:
+    """Two `serve` processes on the same options, started at the same time; the second one
+    with `second_env` added to its environment."""
+    envs = [serve_env(fake), {**serve_env(fake), **(second_env or {})}]
+    servers = [ProcessServer(args, env) for env in envs]
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
         for started in pool.map(stack.enter_context, servers):
             assert started.url
@@ -121,7 +127,8 @@ def test_a_process_killed_mid_stream_loses_no_acknowledged_turn(
 ):
     fake_anthropic.auto = Auto(mode="echo")
     args = [str(write_bot(tmp_path)), "--db", shared_db, "--no-reload"]
-    with two_servers(args, fake_anthropic) as (a, b):
+    # B closes the turns pending for over 1.5 s (not the bot's 120), every 0.1 s.
+    with two_servers(args, fake_anthropic, {TEST_SWEEP_ENV: "1.5,0.1"}) as (a, b):
         seen: dict[str, str] = {}  # session -> the reply the client saw complete
         for i in range(5):
             reply = httpx.post(a.url + f"/chat/k{i}", json={"message": f"keep {i}"}, timeout=30)
@@ -147,10 +154,15 @@ def test_a_process_killed_mid_stream_loses_no_acknowledged_turn(
                 ("assistant", "ok"),
             ], session
             assert history[1]["text"] == text_seen
-        # The killed turns were never completed, and are never sent to the model again.
+        # The killed turns were never completed: the other process closes them as failed
+        # once no process can be running them, and they are never sent to the model again.
         for i in range(2):
-            history = httpx.get(b.url + f"/chat/f{i}", timeout=30).json()["messages"]
-            assert history[0]["text"] == f"slow f{i}" and history[0]["status"] != "ok"
+
+            def killed_turn(session: str = f"f{i}") -> dict:
+                return httpx.get(f"{b.url}/chat/{session}", timeout=30).json()["messages"][0]
+
+            wait_until(lambda: killed_turn()["status"] == "error", timeout=10)
+            assert killed_turn()["text"] == f"slow f{i}"
             again = httpx.post(b.url + f"/chat/f{i}", json={"message": "again"}, timeout=30)
             assert again.status_code == 200 and '"done":true' in again.text
             assert [m["role"] for m in fake_anthropic.requests[-1].messages] == ["user"]

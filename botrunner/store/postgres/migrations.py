@@ -132,8 +132,19 @@ async def _m003_usage(c: Any) -> None:
     )
 
 
+async def _m004_pending_turns(c: Any) -> None:
+    """The turns still pending, for the sweep that closes those of processes that died
+    (`fail_abandoned_turns`): a few rows at any time, however long the transcripts."""
+    await c.execute("CREATE INDEX turns_pending ON turns (created) WHERE status = 'pending'")
+
+
 Migration = Callable[[Any], Awaitable[None]]
-MIGRATIONS: list[Migration] = [_m001_initial, _m002_token_reservations, _m003_usage]
+MIGRATIONS: list[Migration] = [
+    _m001_initial,
+    _m002_token_reservations,
+    _m003_usage,
+    _m004_pending_turns,
+]
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('botrunner.migrate:' || current_schema()))"
 _VERSION_TABLE = (

@@ -1,5 +1,6 @@
 """Writing a turn over PostgreSQL after its start: its messages, and closing it (one statement:
-the last messages, the status, the conversation's time and the tokens)."""
+the last messages, the status, the conversation's time and the tokens); and closing the turns
+of processes that died."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from typing import Any
 
 from botrunner.events import Usage
-from botrunner.store.base import Conversation, TokenCharge, TurnStatus, UsageRecord
+from botrunner.store.base import Conversation, TokenCharge, TurnClosed, TurnStatus, UsageRecord
 from botrunner.store.messages import check_wellformed, message_text
 from botrunner.store.postgres.connect import driver
 from botrunner.store.postgres.limits import PGPool, numbered
@@ -76,6 +77,12 @@ _APPEND = (
     "FROM turns WHERE conversation_id = $1 AND turn = $2 AND status = 'pending' RETURNING seq"
 )
 _STATUS = "SELECT status FROM turns WHERE conversation_id = $1 AND turn = $2"
+# Through the partial index over pending turns (migration 4): never the whole table.
+_FAIL_ABANDONED = (
+    "WITH f AS (UPDATE turns SET status = 'error', finished = $1 "
+    "  WHERE status = 'pending' AND created < $2 RETURNING 1) "
+    "SELECT count(*) FROM f"
+)
 
 
 def pg_text(text: str) -> str:
@@ -125,7 +132,7 @@ class PGTurns(PGPool):
             status = await self.db.fetchval(_STATUS, conv.id, turn)
             if status is None:
                 raise KeyError(f"turn {turn} does not exist")
-            raise ValueError(f"turn {turn} is already finished ({status})")
+            raise TurnClosed(f"turn {turn} is already finished ({status})")
         if (conv.id, turn) in self._open_turns:
             self.remember(conv.id, turn, role, raw)
 
@@ -169,14 +176,21 @@ class PGTurns(PGPool):
             raise KeyError(f"turn {turn} does not exist")
         existing = [(r[1], r[2]) for r in rows if r[1] is not None]
         if messages and rows[0][0] != "pending":
-            raise ValueError(f"turn {turn} is already finished ({rows[0][0]})")
+            raise TurnClosed(f"turn {turn} is already finished ({rows[0][0]})")
         final, why = closing_status(turn, status, existing + new)
         done = await self.db.fetchval(
             END_TURN, conv.id, turn, len(existing), final, time.time(), *args, bool(messages)
         )
         if not done:
-            raise ValueError(f"turn {turn} was finished meanwhile")
+            raise TurnClosed(f"turn {turn} was finished meanwhile")
         return _stored(conv.id, final, why)
+
+    async def fail_abandoned_turns(self, older_than_seconds: float) -> int:
+        """See ConversationStore.fail_abandoned_turns. The cut-off is this process's clock,
+        as `created` is the clock of the process that started the turn: clocks that differ
+        by seconds are covered by the margin in the threshold (see `hold_seconds`)."""
+        now = time.time()
+        return int(await self.db.fetchval(_FAIL_ABANDONED, now, now - older_than_seconds))
 
     def remember(self, conv_id: int, turn: int, role: str, raw: str) -> None:
         """Note a message this store wrote to a pending turn, so closing the turn needs no
