@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -49,7 +50,7 @@ async def _open_connections(url: str, count: int) -> list[httpx.Response]:
 
 def test_workers_serve_one_port_and_replace_a_worker_that_dies(tmp_path, fake_anthropic, shared_db):
     need_proc()
-    fake_anthropic.auto = Auto(mode="paced", ttft=(1.0, 1.0), tokens=(3, 3))
+    fake_anthropic.auto = Auto(mode="paced", ttft=(3.0, 3.0), tokens=(3, 3))
     args = [str(write_bot(tmp_path)), "--db", shared_db, "--workers", "2", "--no-reload"]
     with ProcessServer(args, serve_env(fake_anthropic)) as srv:
         assert srv.proc is not None
@@ -59,11 +60,15 @@ def test_workers_serve_one_port_and_replace_a_worker_that_dies(tmp_path, fake_an
         seen: dict[int, int] = {}
 
         def look() -> None:
-            seen.update(connections_by_process(port, workers))
+            # Until both have some, while the replies wait on the model (3 s): on a loaded
+            # machine the 16 connections take a while to be made.
+            deadline = time.monotonic() + 2.5
+            while time.monotonic() < deadline and set(seen) != workers:
+                seen.update(connections_by_process(port, workers))
+                time.sleep(0.05)
 
         async def during() -> list[httpx.Response]:
             task = asyncio.ensure_future(_open_connections(srv.url, 16))
-            await asyncio.sleep(0.5)
             await asyncio.to_thread(look)
             return await task
 
