@@ -18,12 +18,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 from botrunner.bot import Bot
 from botrunner.engine.limits import Limiter
-from botrunner.engine.prompt import render_system
+from botrunner.engine.prompt import first_request, render_system, template_error
+from botrunner.engine.tooluse import run_calls, tool_result
 from botrunner.engine.turnlog import TurnRecord, log_turn
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
@@ -31,7 +31,7 @@ from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, P
 from botrunner.store.base import Admission, StartedTurn, Store, TurnClosed, UsageRecord
 from botrunner.store.transcript import Transcript
 from botrunner.templating import RenderFailed
-from botrunner.tools import ToolOutcome, ToolRunner, redact
+from botrunner.tools import ToolRunner, redact
 
 log = logging.getLogger("botrunner.engine")
 
@@ -46,11 +46,6 @@ class Services(Protocol):
     clock: Callable[[], dt.datetime]
 
     def spawn(self, coro: Any) -> None: ...
-
-
-# How many calls of one reply run at once: one conversation must not take every connection of
-# the tool client that all bots and users share.
-TOOL_CONCURRENCY = 4
 
 
 class NotStored(Exception):
@@ -160,22 +155,8 @@ class PreparedTurn:
                 context = memory.from_recent(conv, bot, self.started.recent)
             else:
                 context = await memory.context(store, conv, bot, turn, self.text)
-            content = [_text(self.text)]
-            if context.preamble:  # after the stable prefix: it changes with every message
-                content.insert(0, _text(context.preamble))
-            messages = [*context.messages, {"role": "user", "content": content}]
-            request = ModelRequest(
-                model=bot.model.name,
-                max_tokens=bot.model.max_tokens,
-                system=self.system_prompt(),
-                system_extra=context.system_suffix,
-                messages=messages,
-                tools=[tool.to_api() for tool in bot.tools],
-                temperature=bot.model.temperature,
-                cache=bot.model.cache == "auto",
-                cache_ttl=bot.model.cache_ttl,
-                reasoning_effort=bot.model.reasoning_effort,
-            )
+            request = first_request(bot, self.system_prompt(), context, self.text)
+            messages = request.messages
             while True:
                 reply: AssistantMessage | None = None
                 async for item in self.provider.stream(request, deadline=deadline):
@@ -207,10 +188,10 @@ class PreparedTurn:
                 for call in calls:
                     record.tool_calls.append(call["name"])
                     yield ToolCall(call["id"], call["name"], call.get("input"))
-                outcomes = await self._run_tools(calls)
+                outcomes = await run_calls(bot, self.engine.tools, calls)
                 for call, outcome in zip(calls, outcomes, strict=True):
                     yield ToolResult(call["id"], call["name"], outcome.content, outcome.is_error)
-                    results.append(_tool_result(call["id"], outcome))
+                    results.append(tool_result(call["id"], outcome))
                 await store.add_message(conv, turn, "user", results)
                 messages.append({"role": "user", "content": results})
                 request = dataclasses.replace(request, messages=messages)
@@ -228,7 +209,7 @@ class PreparedTurn:
             yield Error(exc.code, exc.message, detail)
         except RenderFailed as exc:
             record.error_code = "template_error"
-            yield self._template_error(exc)
+            yield template_error(bot, exc, record.request_id)
         except TimeoutError:
             record.error_code = "timeout"
             yield Error(
@@ -242,30 +223,6 @@ class PreparedTurn:
                 self._settle(status, started)
                 finishing = asyncio.ensure_future(self._finish(status))
             await asyncio.shield(finishing)
-
-    def _template_error(self, exc: RenderFailed) -> Error:
-        """The end user hears where the bot file is wrong (its name, not its path) and why;
-        the log has the full path for the operator."""
-        where = self.bot.system.location
-        file, line = (where.file, where.line + exc.line - 1) if where else (str(self.bot.path), 0)
-        log.warning(
-            "template_error",
-            extra={
-                "fields": {
-                    "request_id": self.record.request_id,
-                    "bot": self.bot.name,
-                    "file": file,
-                    "line": line,
-                    "reason": exc.reason,
-                }
-            },
-        )
-        return Error(
-            "template_error",
-            f"The bot's system prompt could not be filled in ({Path(file).name}:{line}: "
-            f"{exc.reason}), so the message was not answered. The bot's author needs to fix "
-            "the template; `botrunner validate` shows the problem.",
-        )
 
     def _settle(self, status: str, started: float) -> None:
         record, usage = self.record, self.usage
@@ -317,30 +274,6 @@ class PreparedTurn:
             memory = get_strategy(bot.memory.strategy)
             engine.spawn(memory.after_turn(engine.store, conv, bot, self._summarize))
 
-    async def _run_tools(self, calls: list[dict[str, Any]]) -> list[ToolOutcome]:
-        """One reply's calls: at most `max_tool_calls_per_reply` are made, TOOL_CONCURRENCY at
-        a time; the rest get an error result (every tool_use needs its tool_result)."""
-        cap = self.bot.limits.max_tool_calls_per_reply
-        gate = asyncio.Semaphore(TOOL_CONCURRENCY)
-
-        async def run(call: dict[str, Any]) -> ToolOutcome:
-            async with gate:
-                return await self._run_tool(call)
-
-        made = await asyncio.gather(*(run(call) for call in calls[:cap]))
-        skipped = ToolOutcome(
-            f"Not run: a reply may make at most {cap} tool calls (limits.max_tool_calls_per_reply)."
-            f" The first {cap} were made; call the others again after reading their results.",
-            is_error=True,
-        )
-        return [*made, *(skipped for _ in calls[cap:])]
-
-    async def _run_tool(self, call: dict[str, Any]) -> ToolOutcome:
-        tool = self.bot.tool(call["name"])
-        if tool is None:
-            return ToolOutcome(f"There is no tool called {call['name']!r}.", is_error=True)
-        return await self.engine.tools.run(tool, call.get("input"), self.bot.secrets)
-
     async def _summarize(self, instructions: str, messages: list[dict[str, Any]]) -> str:
         bot = self.bot
         request = ModelRequest(
@@ -356,18 +289,3 @@ class PreparedTurn:
                 reply = item
         assert reply is not None
         return "".join(b.get("text", "") for b in reply.content if b.get("type") == "text")
-
-
-def _text(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
-
-
-def _tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "type": "tool_result",
-        "tool_use_id": tool_use_id,
-        "content": outcome.content,
-    }
-    if outcome.is_error:
-        block["is_error"] = True
-    return block
