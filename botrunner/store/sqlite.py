@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from botrunner.events import Usage
-from botrunner.store import conversations, limits, usage
+from botrunner.store import conversations, limits, turns, usage
 from botrunner.store.base import (
     Admission,
     Conversation,
@@ -104,7 +104,7 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage, SQLitePortable
                 if refused is not None:
                     return refused  # nothing was written
             conv = conversations.open_conversation(c, key, now)
-            turn = conversations.begin_turn(c, conv.id, raw, text, now)
+            turn = turns.begin_turn(c, conv.id, raw, text, now)
             conv.turns = max(conv.turns, turn)
             messages = None if recent is None else conversations.recent(c, conv, turn, recent)
             return conv, turn, messages
@@ -126,14 +126,14 @@ class SQLiteStore(SQLiteConversations, SQLiteLimits, SQLiteUsage, SQLitePortable
     ) -> TurnStatus:
         if status not in ("ok", "error", "stopped"):
             raise ValueError(f"not a final turn status: {status!r}")
-        rows = [conversations.message_row(role, content, used) for role, content, used in messages]
+        rows = [turns.message_row(role, content, used) for role, content, used in messages]
         now = time.time()
         ledger = None if record is None else usage.usage_row(conv, record, now)
 
         def job(c: sqlite3.Connection) -> TurnStatus:
             for row in rows:
-                conversations.add_message(c, conv.id, turn, row)
-            final = conversations.finish_turn(c, conv.id, turn, status, now)
+                turns.add_message(c, conv.id, turn, row)
+            final = turns.finish_turn(c, conv.id, turn, status, now)
             if charge is not None:
                 limits.settle(c, charge)
             if ledger is not None:
