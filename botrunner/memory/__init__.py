@@ -20,9 +20,6 @@ messages and is read from the prompt cache (see `botrunner.providers.caching`).
 
 from __future__ import annotations
 
-from typing import Any
-
-from botrunner.bot import Bot
 from botrunner.memory.base import (
     Context,
     MemoryStrategy,
@@ -31,6 +28,7 @@ from botrunner.memory.base import (
     earlier_turns,
     window_step,
 )
+from botrunner.memory.recent import FullMemory, NoMemory, WindowMemory
 from botrunner.memory.retrieval import (
     RETRIEVED_FOOTER,
     RETRIEVED_HEADER,
@@ -45,39 +43,6 @@ from botrunner.memory.summarize import (
     render_transcript,
     summary_prompt,
 )
-from botrunner.store.base import Conversation, RecentTurns
-
-
-class NoMemory(RecentStrategy):
-    """Every message stands alone."""
-
-    def recent(self, bot: Bot) -> RecentTurns:
-        return RecentTurns(0)
-
-    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
-        return Context([])
-
-
-class FullMemory(RecentStrategy):
-    """Every completed turn (grows with the conversation, by definition)."""
-
-    def recent(self, bot: Bot) -> RecentTurns:
-        return RecentTurns(None)
-
-    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
-        return Context(messages)
-
-
-class WindowMemory(RecentStrategy):
-    """The recent completed turns, at most `max_turns - 1`, dropped `window_step` at a time
-    (see `window_start`): one indexed read."""
-
-    def recent(self, bot: Bot) -> RecentTurns:
-        return RecentTurns(earlier_turns(bot.memory), step=window_step(bot.memory))
-
-    def from_recent(self, conv: Conversation, bot: Bot, messages: list[dict[str, Any]]) -> Context:
-        return Context(messages)
-
 
 STRATEGIES: dict[str, MemoryStrategy] = {
     "none": NoMemory(),
