@@ -226,7 +226,10 @@ class Meter:
         # the database server's share (its processes serving this peer's database)
         self.db_cpu = procs.backend_cpu_seconds(self.database) - self.d0 if self.database else None
         # CPU used on this machine by processes that are not part of the benchmark, in cores
-        foreign = (procs.machine_busy_seconds() - self.m0) - (procs.own_cpu_seconds() - self.o0)
+        busy = procs.machine_busy_seconds() - self.m0
+        foreign = busy - (procs.own_cpu_seconds() - self.o0)
+        # How busy the whole machine was: a run at 100% measured the machine, not the peer.
+        self.machine_busy_pct = 100.0 * busy / (self.wall * procs.cpu_count()) if self.wall else 0.0
         self.foreign_cores = max(0.0, foreign / self.wall) if self.wall else 0.0
         FOREIGN.append(self.foreign_cores)
         pct_core = 100.0 * self.up_cpu / self.wall if self.wall else 0.0
@@ -451,6 +454,7 @@ async def phase_throughput(peers, instants, cfg, workdir, log_dir, status) -> tu
                             else None
                         )  # fmt: skip
                         res["upstream_cpu_pct"] = m.up_pct
+                        res["machine_busy_pct"] = m.machine_busy_pct
                         runs[p.name].setdefault(key, []).append(res)
                         db = res["db_cpu_ms_per_turn"]
                         log(f"  {p.name:9s} {key:16s} {res['turns_per_s']:7.1f} turns/s "
@@ -480,6 +484,7 @@ async def phase_throughput(peers, instants, cfg, workdir, log_dir, status) -> tu
                     else None
                 ),  # fmt: skip
                 "upstream_cpu_pct_max": r(max(x["upstream_cpu_pct"] for x in lst), 0),
+                "machine_busy_pct": r(med([x["machine_busy_pct"] for x in lst]), 0),
                 "rounds": [r(x["turns_per_s"], 1) for x in lst],
                 "error_samples": sorted({e for x in lst for e in x["error_samples"]})[:3],
             }

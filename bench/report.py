@@ -212,6 +212,13 @@ def render_md(res: dict) -> str:
                      "serving the peer's database; not in the column above): " + ", ".join(
                          f"{n}: {_f(v, 2)} ms" for n, v in db_cpu.items() if v is not None)
                      + ".")  # fmt: skip
+    busy = {n: _get(tp, "c128_stream", "machine_busy_pct") for n, tp in tput.items()}
+    if any(v is not None for v in busy.values()):
+        lines.append("")
+        lines.append("Whole machine busy during the streamed c=128 runs (all CPUs, every process: "
+                     "peer, load generator, upstream, PostgreSQL, Redis): " + ", ".join(
+                         f"{n}: {_f(v, 0)}%" for n, v in busy.items() if v is not None)
+                     + ". Near 100%, a peer's throughput is the machine's limit, not its own.")  # fmt: skip
     if any(k not in ("c32_stream", "c32_nonstream", "c128_stream", "c128_nonstream")
            for v_ in tput.values() for k in v_):  # fmt: skip
         lines.append("")
