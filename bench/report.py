@@ -219,6 +219,14 @@ def render_md(res: dict) -> str:
                      "peer, load generator, upstream, PostgreSQL, Redis): " + ", ".join(
                          f"{n}: {_f(v, 0)}%" for n, v in busy.items() if v is not None)
                      + ". Near 100%, a peer's throughput is the machine's limit, not its own.")  # fmt: skip
+        w2 = tput.get("botrunner-postgres-w2", {}).get("c128_stream", {})
+        one = _get(tput, "botrunner-postgres", "c128_stream", "turns_per_s")
+        if w2.get("machine_busy_pct") and w2.get("turns_per_s") and one:
+            # Every process's CPU per turn is what it is; all CPUs busy is the most there is.
+            ceiling = w2["turns_per_s"] * 100 / w2["machine_busy_pct"]
+            lines.append(f"At its CPU cost per turn (all processes), --workers 2 could reach at "
+                         f"most {ceiling:.0f} streamed turns/s on this machine, "
+                         f"{ceiling / one:.2f}x one worker.")  # fmt: skip
     if any(k not in ("c32_stream", "c32_nonstream", "c128_stream", "c128_nonstream")
            for v_ in tput.values() for k in v_):  # fmt: skip
         lines.append("")
