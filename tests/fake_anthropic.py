@@ -385,7 +385,18 @@ def _plain_message(message: dict[str, Any]) -> dict[str, Any]:
 # Wire encoding
 # --------------------------------------------------------------------------------------------
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _dumps(data: Any) -> str:
+    """JSON text that encodes as UTF-8: a surrogate (half of an emoji, say) goes out as its
+    escape (`\\ud83d`), as the real APIs send it."""
+    out = _dumps_utf8(data)
+    if out.isascii() or _SURROGATE.search(out) is None:
+        return out
+    return _dumps_ascii(data)
 
 
 def _frame(event: str, data: Any) -> bytes:

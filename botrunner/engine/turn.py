@@ -25,6 +25,7 @@ from botrunner.engine.limits import Limiter
 from botrunner.engine.prompt import first_request, render_system, template_error
 from botrunner.engine.tooluse import run_calls, tool_result
 from botrunner.engine.turnlog import TurnRecord, log_turn
+from botrunner.engine.wellformed import StreamedText, well_formed, well_formed_value
 from botrunner.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
 from botrunner.memory import get_strategy
 from botrunner.providers.base import AssistantMessage, ModelRequest, Provider, ProviderError
@@ -159,14 +160,19 @@ class PreparedTurn:
             messages = request.messages
             while True:
                 reply: AssistantMessage | None = None
+                streamed = StreamedText()
                 async for item in self.provider.stream(request, deadline=deadline):
                     if isinstance(item, TextDelta):
-                        if record.ttft_ms is None:
-                            record.ttft_ms = round((time.monotonic() - started) * 1000, 1)
-                        yield item
+                        if piece := streamed.feed(item.text):
+                            if record.ttft_ms is None:
+                                record.ttft_ms = round((time.monotonic() - started) * 1000, 1)
+                            yield item if piece is item.text else TextDelta(piece)
                     else:
                         reply = item
                 assert reply is not None
+                if rest := streamed.flush():
+                    yield TextDelta(rest)
+                reply = dataclasses.replace(reply, content=well_formed_value(reply.content))
                 self.usage += reply.usage
                 self.requests += 1
                 calls = [b for b in reply.content if b.get("type") == "tool_use"]
@@ -288,4 +294,5 @@ class PreparedTurn:
             if isinstance(item, AssistantMessage):
                 reply = item
         assert reply is not None
-        return "".join(b.get("text", "") for b in reply.content if b.get("type") == "text")
+        text = "".join(b.get("text", "") for b in reply.content if b.get("type") == "text")
+        return well_formed(text)

@@ -108,6 +108,27 @@ async def test_streams_text_and_stores_the_turn(upstream, engine, make_bot):
     assert [(m.role, m.status) for m in history] == [("user", "ok"), ("assistant", "ok")]
 
 
+async def test_a_reply_with_halves_of_emoji_streams_and_is_stored(upstream, engine, make_bot):
+    # A server may split an emoji's UTF-16 pair across two events, or send a lone half: the
+    # client gets the emoji whole and U+FFFD for a half, and the reply is stored and sent back.
+    bot = make_bot()
+    upstream.enqueue(
+        text(
+            "\ud83d\ude00 ok \ud800 end \ud83d",
+            chunks=["\ud83d", "\ude00 ok ", "\ud800 end ", "\ud83d"],
+        )
+    )
+    reply, events = await say(engine, bot, "hi")
+    assert reply == "\U0001f600 ok \ufffd end \ufffd"
+    assert isinstance(events[-1], Done)
+    history = await engine.store.history(KEY)
+    assert [(m.role, m.status) for m in history] == [("user", "ok"), ("assistant", "ok")]
+    assert history[-1].content == [{"type": "text", "text": reply}]
+    upstream.enqueue(text("Next."))
+    assert (await say(engine, bot, "again"))[0] == "Next."
+    assert sent_texts(upstream.requests[-1])[1] == ("assistant", reply)
+
+
 async def test_user_text_is_data_never_a_template(upstream, engine, make_bot):
     bot = make_bot(system='"Hello {{ user.name }}."')
     upstream.enqueue(text("ok"))
