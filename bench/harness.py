@@ -302,6 +302,11 @@ async def start_peers(
             bad = [t for t in warm if not t.ok]
             if bad:
                 raise PeerUnavailable(f"warm-up turns failed: {bad[0].error}")
+            # The turns above kept one connection, so one process of a `--workers` peer: warm
+            # every process (its first turn opens its upstream and database connections). A
+            # fixed count for every peer, so each paced upstream is at the same draw of its
+            # seeded sequence when the measured turns start (they are compared pairwise).
+            await asyncio.gather(*(sequential(p, 2, f"warm-{tag}-{i}") for i in range(8)))
             live.append(p)
             status.setdefault(p.name, {"status": "ok"})
             status[p.name].setdefault("startup_s", []).append(p.startup_s)
