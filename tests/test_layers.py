@@ -1,6 +1,7 @@
 """The package's layers import one way (docs/architecture.md): bot file -> engine -> transports,
 with the store, providers, memory and tools below the engine. A new import pointing back up, or
-a cycle between two modules, fails here with the line to look at."""
+a cycle between two modules, fails here with the line to look at; so does a module grown past
+one noun (300 lines)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,16 @@ def test_no_import_cycle_between_modules():
         if module not in state:
             visit(module, [module])
     assert not cycles, "\n".join(cycles)
+
+
+# A module per noun: past this, split it by noun (docs/architecture.md) before adding more.
+MAX_MODULE_LINES = 300
+
+
+def test_no_module_outgrows_one_noun():
+    long = [
+        f"{path.relative_to(PACKAGE.parent)}: {n} lines"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not long, f"split these by noun (at most {MAX_MODULE_LINES} lines):\n" + "\n".join(long)
