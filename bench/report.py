@@ -205,20 +205,23 @@ def render_md(res: dict) -> str:
     lines.append("Latency in ms at concurrency 1 on the paced upstream; throughput in completed "
                  "turns/s on the instant upstream (\"plain\" = not streamed); CPU of the process "
                  "under test (its whole process tree) per completed turn.")  # fmt: skip
-    db_cpu = {n: _get(tp, "c32_stream", "db_cpu_ms_per_turn") for n, tp in tput.items()}
-    if any(v is not None for v in db_cpu.values()):
-        lines.append("")
-        lines.append("Database server CPU per streamed turn at c=32 (the PostgreSQL processes "
-                     "serving the peer's database; not in the column above): " + ", ".join(
-                         f"{n}: {_f(v, 2)} ms" for n, v in db_cpu.items() if v is not None)
-                     + ".")  # fmt: skip
-    busy = {n: _get(tp, "c128_stream", "machine_busy_pct") for n, tp in tput.items()}
-    if any(v is not None for v in busy.values()):
-        lines.append("")
-        lines.append("Whole machine busy during the streamed c=128 runs (all CPUs, every process: "
-                     "peer, load generator, upstream, PostgreSQL, Redis): " + ", ".join(
-                         f"{n}: {_f(v, 0)}%" for n, v in busy.items() if v is not None)
-                     + ". Near 100%, a peer's throughput is the machine's limit, not its own.")  # fmt: skip
+
+    def per_peer(key: str, field: str, text: str, unit: str, nd: int, after: str = "") -> bool:
+        """One paragraph listing `field` of every peer that has it; False when none does."""
+        values = {n: _get(tp, key, field) for n, tp in tput.items()}
+        if all(v is None for v in values.values()):
+            return False
+        listed = ", ".join(f"{n}: {_f(v, nd)}{unit}" for n, v in values.items() if v is not None)
+        lines.extend(["", f"{text}: {listed}.{after}"])
+        return True
+
+    per_peer("c32_stream", "db_cpu_ms_per_turn",
+             "Database server CPU per streamed turn at c=32 (the PostgreSQL processes serving "
+             "the peer's database; not in the column above)", " ms", 2)  # fmt: skip
+    if per_peer("c128_stream", "machine_busy_pct",
+                "Whole machine busy during the streamed c=128 runs (all CPUs, every process: "
+                "peer, load generator, upstream, PostgreSQL, Redis)", "%", 0,
+                " Near 100%, a peer's throughput is the machine's limit, not its own."):  # fmt: skip
         w2 = tput.get("botrunner-postgres-w2", {}).get("c128_stream", {})
         one = _get(tput, "botrunner-postgres", "c128_stream", "turns_per_s")
         if w2.get("machine_busy_pct") and w2.get("turns_per_s") and one:
